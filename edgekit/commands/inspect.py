@@ -1,0 +1,59 @@
+"""edgekit inspect ARTIFACT: inputs and outputs, op histogram, quantized tensors, size, manifest status."""
+from __future__ import annotations
+
+import json
+import os
+
+from edgekit.cli import add_common
+from edgekit.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("inspect", help="show an artifact's I/O, op histogram, quantized tensors and size")
+    p.add_argument("artifact")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_common(p)
+
+
+def run(args) -> int:
+    from edgekit import manifest as manifest_mod
+    from edgekit.registry import target_for_artifact
+    from edgekit.ui import human_size, table
+
+    if not os.path.exists(args.artifact):
+        raise UsageError(f"{args.artifact}: no such file")
+    target = target_for_artifact(args.artifact)
+    target.require()
+    info = target.inspect(args.artifact)
+    mpath = manifest_mod.manifest_path(args.artifact)
+    if mpath.exists():
+        doc = manifest_mod.read(mpath)
+        info["manifest"] = {k: doc.get(k) for k in ("precision", "io", "status", "flops", "calibration")}
+        info["manifest"]["parity"] = {k: doc["parity"].get(k) for k in ("cosine", "top1", "samples", "real_inputs")}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{args.artifact}  ({info['target']}, {human_size(info['size_bytes'])})")
+    io_rows = [["input", s["name"], "x".join(map(str, s["shape"])), s["dtype"], _q(s)] for s in info["inputs"]]
+    io_rows += [["output", s["name"], "x".join(map(str, s["shape"])), s["dtype"], _q(s)] for s in info["outputs"]]
+    print(table(["", "name", "shape", "dtype", "quantization"], io_rows))
+    print()
+    print(table(["op", "count"], sorted(info["ops"].items(), key=lambda kv: -kv[1])))
+    extra = info.get("summary") or {}
+    for key, value in extra.items():
+        print(f"{key}: {value}")
+    quantized = info.get("quantized_tensors", [])
+    print(f"\nquantized tensors: {len(quantized)}")
+    for t in quantized[:20]:
+        print(f"  {t['name'][:70]:70s} {t['dtype']:6s} {t.get('granularity', '')}")
+    if len(quantized) > 20:
+        print(f"  ... and {len(quantized) - 20} more (--json lists all)")
+    if "manifest" in info:
+        m = info["manifest"]
+        print(f"\nmanifest: precision {m['precision']}, io {m['io']}, status {m['status']}, cosine {m['parity']['cosine']}, top-1 {m['parity']['top1']}")
+    return 0
+
+
+def _q(spec) -> str:
+    q = spec.get("quantization")
+    return f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-"

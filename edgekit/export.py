@@ -1,0 +1,235 @@
+"""Prepare a loaded model for every target: input specs, eval checks, reference run, FLOPs, and one
+shared ``torch.export`` (made lazily, once, by whichever target needs it first).
+
+Why lazy: some converters (litert-torch) export internally from an nn.Module and cannot take an
+ExportedProgram; exporting up front for them would double the work. Targets that consume an
+ExportedProgram (ExecuTorch, ONNX, Core ML) share the single cached one.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from edgekit.errors import ConversionError, ModelLoadError, UsageError
+from edgekit.loading import LoadedModel
+from edgekit.options import DynamicAxis, InputSpec
+
+log = logging.getLogger(__name__)
+
+_TORCH_DTYPES = {
+    "float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32",
+    "int8": "int8", "uint8": "uint8", "bool": "bool",
+}
+
+
+@dataclass
+class ExportedModel:
+    """A model ready for conversion: the eager module, its inputs and names, and shared facts."""
+
+    module: Any  # torch.nn.Module in eval mode (for an ExportedProgram file: ep.module())
+    inputs: list[InputSpec]
+    output_names: list[str]
+    example_inputs: tuple  # torch tensors, one per input, shaped like the specs
+    flops: int | None
+    dynamic: tuple[DynamicAxis, ...] = ()
+    source_form: str = "state_dict"
+    warnings: list[str] = field(default_factory=list)
+    _exported_program: Any = None
+    _output_treespec: Any = None
+
+    def exported_program(self):
+        """The torch.export ExportedProgram, made once and shared by every target."""
+        if self._exported_program is None:
+            import torch
+
+            try:
+                self._exported_program = torch.export.export(
+                    self.module, self.example_inputs, dynamic_shapes=self.dynamic_shapes(), strict=False
+                )
+            except Exception as exc:
+                raise ConversionError(f"torch.export failed: {_describe_export_error(exc)}") from exc
+        return self._exported_program
+
+    def dynamic_shapes(self):
+        if not self.dynamic:
+            return None
+        import torch
+
+        spec: list[dict | None] = [None] * len(self.inputs)
+        names = [i.name for i in self.inputs]
+        for axis in self.dynamic:
+            if axis.input not in names:
+                raise UsageError(f"--dynamic {axis.input}:{axis.axis}: no input named {axis.input!r} (inputs: {', '.join(names)})")
+            idx = names.index(axis.input)
+            if axis.axis >= len(self.inputs[idx].shape):
+                raise UsageError(f"--dynamic {axis.input}:{axis.axis}: input has only {len(self.inputs[idx].shape)} axes")
+            spec[idx] = spec[idx] or {}
+            spec[idx][axis.axis] = torch.export.Dim(f"{axis.input}_{axis.axis}", min=axis.min, max=axis.max)
+        return tuple(spec)
+
+    def reference(self, sample: Sequence[Any]) -> list[Any]:
+        """Eager PyTorch outputs for one sample (numpy arrays in, flat numpy arrays out)."""
+        import torch
+
+        tensors = tuple(torch.from_numpy(_np_array(a)) for a in sample)
+        with torch.no_grad():
+            out = self.module(*tensors)
+        return [t.detach().float().numpy() if t.is_floating_point() else t.detach().numpy() for t in flatten_outputs(out)]
+
+
+def _np_array(a):
+    import numpy as np
+
+    return np.ascontiguousarray(a)
+
+
+def flatten_outputs(out) -> list:
+    """Tensors of a (possibly nested) tuple / list / dict output, in torch.utils._pytree order."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    leaves, _ = pytree.tree_flatten(out)
+    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+
+def output_names_of(out) -> list[str]:
+    """Names for flattened outputs: dict keys where there are some, else output_0, output_1, ..."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    paths, _ = pytree.tree_flatten_with_path(out)
+    names = []
+    for i, (path, leaf) in enumerate(p for p in paths if isinstance(p[1], torch.Tensor)):
+        keys = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
+        names.append("_".join(keys) if keys and isinstance(out, dict) else f"output_{i}")
+    return names
+
+
+def prepare(
+    loaded: LoadedModel,
+    inputs: Sequence[InputSpec] | None = None,
+    dynamic: Sequence[DynamicAxis] = (),
+    seed: int = 0,
+) -> ExportedModel:
+    """Decide the input specs, check the model runs on them, count FLOPs and name the outputs."""
+    import torch
+
+    module = loaded.module
+    specs = list(inputs or [])
+    if loaded.exported is not None:
+        module = loaded.exported.module()
+        if not specs and loaded.example_inputs is not None:
+            names = loaded.input_names or [f"input_{i}" for i in range(len(loaded.example_inputs))]
+            specs = [
+                InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
+                for n, t in zip(names, loaded.example_inputs)
+            ]
+    if not specs:
+        raise UsageError("the model's input shape is unknown: pass --input NAME:SHAPE[:DTYPE], e.g. --input x:1x3x224x224")
+
+    example = tuple(_example_tensor(spec, seed + i) for i, spec in enumerate(specs))
+    if loaded.form == "torchscript":
+        module = _torchscript_as_module(module, example)
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            out = module(*example)
+    except Exception as exc:
+        shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
+        raise ModelLoadError(
+            f"the model rejects inputs {shapes}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            hint="check --input (NAME:SHAPE[:DTYPE], one per model argument)",
+        ) from exc
+    flat = flatten_outputs(out)
+    if not flat:
+        raise ModelLoadError("the model returned no tensors")
+    try:
+        flops = int(counter.get_total_flops())
+    except Exception:  # counting is best effort: a custom op without a formula
+        flops = None
+    return ExportedModel(
+        module=module,
+        inputs=specs,
+        output_names=output_names_of(out),
+        example_inputs=example,
+        flops=flops,
+        dynamic=tuple(dynamic),
+        source_form=loaded.form,
+        warnings=list(loaded.warnings),
+        _exported_program=loaded.exported if not dynamic else None,
+    )
+
+
+def _example_tensor(spec: InputSpec, seed: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    dtype = getattr(torch, _TORCH_DTYPES[spec.dtype])
+    if dtype.is_floating_point:
+        return torch.randn(spec.shape, generator=gen).to(dtype)
+    if dtype == torch.bool:
+        return torch.ones(spec.shape, dtype=torch.bool)
+    # integer inputs are usually token ids: keep them small and valid for any vocabulary
+    return torch.randint(0, 100, spec.shape, generator=gen, dtype=dtype)
+
+
+def _torchscript_as_module(script_module, example):
+    """torch.export cannot trace into TorchScript: convert it to an ExportedProgram first."""
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        ep = TS2EPConverter(script_module, example).convert()
+        return ep.module()
+    except Exception as exc:
+        raise ConversionError(
+            f"cannot convert the TorchScript archive for export ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            hint="save the eager model as a state_dict or with torch.export.save instead",
+        ) from exc
+
+
+def _describe_export_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+_OP_RE = None
+
+
+def describe_conversion_error(exc: BaseException, model: "ExportedModel", converter: str):
+    """A ConversionError naming the unsupported op and the module it sits in, when we can find it."""
+    import re
+
+    text = f"{type(exc).__name__}: {exc}"
+    ops = re.findall(r"(?:aten|torch\.ops\.\w+)[.:]+(\w+)(?:\.\w+)?", text)
+    where = None
+    if ops:
+        where = locate_op(model, ops[0])
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if ops:
+        message = f"{converter} cannot convert op aten.{ops[0]}" + (f" at {where}" if where else "")
+    else:
+        message = f"{converter} failed: {type(exc).__name__}: {first}"
+    return ConversionError(message, hint="try another --quantize, another target, or rewrite that layer with supported ops")
+
+
+def locate_op(model: "ExportedModel", op_name: str) -> str | None:
+    """'features.3 (MyLayer)': where in the module tree the first node calling ``op_name`` sits."""
+    try:
+        ep = model.exported_program()
+    except Exception:
+        return None
+    for node in ep.graph.nodes:
+        target = str(getattr(node, "target", ""))
+        if node.op == "call_function" and (target.split(".")[-2:-1] == [op_name] or target.endswith(f".{op_name}") or f".{op_name}." in target):
+            stack = node.meta.get("nn_module_stack") or {}
+            if stack:
+                path, cls = list(stack.values())[-1]
+                cls_name = getattr(cls, "__name__", str(cls)).split(".")[-1].rstrip("'>")
+                return f"{path or '<root>'} ({cls_name})"
+            return node.name
+    return None

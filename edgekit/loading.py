@@ -1,0 +1,230 @@
+"""Detect and load a model: by content, never by file extension.
+
+Forms, in the order they are recognised:
+1. TorchScript archive (torch.jit.save)          -> ScriptModule
+2. ExportedProgram (torch.export.save, .pt2)     -> ExportedProgram (+ its example inputs)
+3. state_dict (+ ``--arch module:factory``)      -> nn.Module
+4. no file, ``--model module:factory``           -> nn.Module
+5. fully pickled nn.Module (torch.save(model))   -> nn.Module, only with ``trust_pickle``
+
+Everything but (5) loads with ``weights_only=True``: a pickle can run arbitrary code.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import ModelLoadError, UnsafePickleError, UsageError
+
+log = logging.getLogger(__name__)
+
+# Keys under which training scripts commonly nest the state_dict of a checkpoint.
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+@dataclass
+class LoadedModel:
+    form: str  # torchscript | exported_program | state_dict | factory | pickle
+    module: Any = None  # nn.Module or ScriptModule (None for an ExportedProgram)
+    exported: Any = None  # torch.export.ExportedProgram when the file was one
+    example_inputs: tuple | None = None
+    input_names: list[str] | None = None
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def import_object(spec: str, flag: str) -> Any:
+    """Resolve ``package.module:attr`` (the current folder is importable, as with python -m)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"{flag} {spec!r}: expected package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"{flag} {spec!r}: cannot import {module_name!r} ({exc})") from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{flag} {spec!r}: {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _call_factory(spec: str, flag: str):
+    import torch
+
+    factory = import_object(spec, flag)
+    if not callable(factory):
+        raise UsageError(f"{flag} {spec!r} is not callable")
+    try:
+        module = factory()
+    except Exception as exc:  # the user's code: report it in one line
+        raise ModelLoadError(f"{flag} {spec!r} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"{flag} {spec!r} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _sniff(path: Path) -> str:
+    """'zip' (with which inner layout), 'pickle', or 'unknown', from the first bytes and the zip index."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelLoadError(f"{path}: corrupt or truncated archive ({exc})") from None
+        if bad is not None:
+            raise ModelLoadError(f"{path}: corrupt or truncated archive (bad CRC in {bad})")
+        tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
+        if any(t.startswith("serialized_exported_program") or t.startswith("models/") for t in tails) or any(
+            n.endswith("archive_format") for n in names
+        ):
+            return "exported_program"
+        if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
+            return "torchscript"
+        if "data.pkl" in tails:
+            return "torch_save"
+        raise ModelLoadError(f"{path}: a zip archive, but not one torch.save, torch.jit.save or torch.export.save wrote")
+    if head[:1] == b"\x80" or head[:2] == b"\x8a\x0a":  # pickle protocol marker / legacy torch magic
+        return "torch_save"
+    raise ModelLoadError(f"{path}: not a PyTorch model file (not a torch.save, TorchScript or ExportedProgram archive)")
+
+
+def _unwrap_checkpoint(obj: Any) -> Any:
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in _CHECKPOINT_KEYS:
+            if key in obj and _is_state_dict(obj[key]):
+                log.info("using the %r entry of the checkpoint as the state_dict", key)
+                return obj[key]
+    return obj
+
+
+def _is_state_dict(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_model(
+    path: str | None = None,
+    *,
+    arch: str | None = None,
+    model: str | None = None,
+    trust_pickle: bool = False,
+) -> LoadedModel:
+    """Load a model from a file and/or a factory, following the rules in the module docstring."""
+    import torch
+
+    if path is None:
+        if model is None:
+            raise UsageError("give a model file, or --model package.module:factory")
+        module = _call_factory(model, "--model")
+        return finish_module(LoadedModel("factory", module=module, source=model))
+    if model is not None:
+        raise UsageError("give either a model file or --model, not both")
+
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if p.is_dir():
+        raise ModelLoadError(f"{path}: is a folder, expected a model file")
+    if p.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: empty file")
+
+    kind = _sniff(p)
+    if kind == "torchscript":
+        try:
+            module = torch.jit.load(str(p), map_location="cpu")
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: cannot load TorchScript archive ({_first_line(exc)})") from exc
+        return finish_module(LoadedModel("torchscript", module=module, source=str(p)))
+
+    if kind == "exported_program":
+        try:
+            ep = torch.export.load(str(p))
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: cannot load ExportedProgram ({_first_line(exc)})") from exc
+        example = None
+        if ep.example_inputs is not None:
+            args, kwargs = ep.example_inputs
+            example = tuple(args) if not kwargs else None
+        names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        return LoadedModel("exported_program", exported=ep, example_inputs=example, input_names=names, source=str(p))
+
+    # torch.save output: a state_dict (safe) or a pickled module (needs trust).
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        if "weights_only" not in text and "Unsupported global" not in text:
+            raise ModelLoadError(f"{path}: cannot read ({_first_line(exc)})") from exc
+        if not trust_pickle:
+            raise UnsafePickleError(
+                f"{path} is a pickled Python object; loading it can run arbitrary code",
+                hint="if you trust its source pass --trust-pickle, or save torch.save(model.state_dict()) "
+                "and pass --arch, or save torch.export.save(torch.export.export(model, args))",
+            ) from None
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        except Exception as exc2:
+            raise ModelLoadError(f"{path}: cannot unpickle ({_first_line(exc2)})") from exc2
+        if isinstance(obj, torch.nn.Module):
+            return finish_module(LoadedModel("pickle", module=obj, source=str(p)))
+    obj = _unwrap_checkpoint(obj)
+    if isinstance(obj, torch.nn.Module):  # a trusted pickle wrapped in a dict, say
+        return finish_module(LoadedModel("pickle", module=obj, source=str(p)))
+    if not _is_state_dict(obj):
+        raise ModelLoadError(f"{path}: holds a {type(obj).__name__}, not a model, state_dict or checkpoint")
+    if arch is None:
+        raise UsageError(f"{path} is a state_dict (weights only): pass --arch package.module:factory to build the model")
+    module = _call_factory(arch, "--arch")
+    _load_state(module, obj, arch, path)
+    return finish_module(LoadedModel("state_dict", module=module, source=str(p)))
+
+
+def _load_state(module, state: dict, arch: str, path: str) -> None:
+    result_missing, result_unexpected, mismatched = [], [], []
+    own = module.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            result_unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+    result_missing = [k for k in own if k not in state]
+    if result_missing or result_unexpected or mismatched:
+        parts = []
+        if mismatched:
+            parts.append(f"shape mismatch: {mismatched[0]}" + (f" (+{len(mismatched) - 1} more)" if len(mismatched) > 1 else ""))
+        if result_missing:
+            parts.append(f"missing: {result_missing[0]}" + (f" (+{len(result_missing) - 1} more)" if len(result_missing) > 1 else ""))
+        if result_unexpected:
+            parts.append(f"unexpected: {result_unexpected[0]}" + (f" (+{len(result_unexpected) - 1} more)" if len(result_unexpected) > 1 else ""))
+        raise ModelLoadError(f"{path}: state_dict does not fit --arch {arch} ({'; '.join(parts)})")
+    module.load_state_dict(state, strict=True)
+
+
+def finish_module(loaded: LoadedModel) -> LoadedModel:
+    module = loaded.module
+    # A factory-built module is in training mode by construction: only a saved mode is worth a warning.
+    if module is not None and loaded.form in ("pickle", "torchscript", "module") and getattr(module, "training", False):
+        loaded.warnings.append("the model was in training mode; switched to eval() (dropout and batch-norm frozen)")
+    if module is not None:
+        module.eval()
+    return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,97 @@
+"""Console output: stage progress on stderr, tables on stdout. No third-party dependency."""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Iterator, Sequence
+
+
+class Reporter:
+    """Stage-by-stage progress (load, export, calibrate, convert, verify) on stderr."""
+
+    def __init__(self, quiet: bool = False, stream=None, verbose: bool = False):
+        self.quiet = quiet
+        self.verbose = verbose  # verbose: let converters' own output through
+        self.stream = stream or sys.stderr
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        # warnings are shown even with --quiet: they change what the result means
+        print(f"warning: {message}", file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        if not self.quiet:
+            print(f"  {name} ...", end="", file=self.stream, flush=True)
+        try:
+            yield
+        except BaseException:
+            if not self.quiet:
+                print(" failed", file=self.stream, flush=True)
+            raise
+        if not self.quiet:
+            print(f" {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def captured_native_output(enabled: bool = True) -> Iterator[list[str]]:
+    """Send fd 1 and 2 to a temporary file while converters run.
+
+    litert-torch, TensorFlow's C++ logging, absl and XNNPACK write straight to the file descriptors,
+    which would break ``--json`` on stdout and bury the progress display. The captured text is
+    handed back (a list that receives it) so that --verbose or an error can show it.
+    """
+    import os
+    import tempfile
+    import warnings
+
+    captured: list[str] = []
+    if not enabled:
+        yield captured
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace"))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def fmt(value, spec: str = ".5f") -> str:
+    return "-" if value is None else format(value, spec)

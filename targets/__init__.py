@@ -1,0 +1,2 @@
+"""Target backends, installed as ``edgekit.targets``: one package per target, registered in
+``edgekit/registry.py``."""
