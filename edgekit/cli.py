@@ -18,6 +18,11 @@ COMMANDS = {
     "convert": "edgekit.commands.convert",
     "inspect": "edgekit.commands.inspect",
     "demo": "edgekit.commands.demo",
+    "distill": "edgekit.commands.distill",
+    "run": "edgekit.commands.run",
+    "package": "edgekit.commands.package",
+    "bench": "edgekit.commands.bench",
+    "devices": "edgekit.commands.devices",
 }
 
 

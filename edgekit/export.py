@@ -43,10 +43,20 @@ class ExportedModel:
         if self._exported_program is None:
             import torch
 
+            import contextlib
+
+            from torch.fx.experimental import _config as fx_config
+
+            dynamic_shapes = self.dynamic_shapes()
+            # With a size-1 example on a dynamic axis, torch.export specialises the axis to 1 (and
+            # then reports a violated constraint); size-oblivious tracing keeps it symbolic, as
+            # torch.onnx does internally.
+            oblivious = fx_config.patch(backed_size_oblivious=True) if dynamic_shapes else contextlib.nullcontext()
             try:
-                self._exported_program = torch.export.export(
-                    self.module, self.example_inputs, dynamic_shapes=self.dynamic_shapes(), strict=False
-                )
+                with oblivious:
+                    self._exported_program = torch.export.export(
+                        self.module, self.example_inputs, dynamic_shapes=dynamic_shapes, strict=False
+                    )
             except Exception as exc:
                 raise ConversionError(f"torch.export failed: {_describe_export_error(exc)}") from exc
         return self._exported_program
@@ -197,24 +207,60 @@ def _describe_export_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:300]}"
 
 
-_OP_RE = None
+def failing_fx_node(exc: BaseException):
+    """The torch.fx node a converter was processing when it raised, if it ran one.
+
+    Converters built on torch.fx.Interpreter (litert-torch's lowering, many ExecuTorch passes) call
+    ``run_node(self, n)`` per node: the innermost such frame in the traceback names the op that broke,
+    even when the exception text does not.
+    """
+    import torch.fx
+
+    node = None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            candidate = tb.tb_frame.f_locals.get("n") if tb.tb_frame.f_code.co_name == "run_node" else None
+            if isinstance(candidate, torch.fx.Node) and candidate.op == "call_function":
+                node = candidate
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return node
+
+
+def _node_location(node) -> str | None:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, cls = list(stack.values())[-1]
+    cls_name = getattr(cls, "__name__", str(cls)).split(".")[-1].rstrip("'>")
+    return f"{path or '<root>'} ({cls_name})"
+
+
+def _op_name(target) -> str:
+    """'aten.erfinv' for the OpOverload aten.erfinv.default; overload names other than default kept."""
+    name = str(target)
+    return name[: -len(".default")] if name.endswith(".default") else name
 
 
 def describe_conversion_error(exc: BaseException, model: "ExportedModel", converter: str):
     """A ConversionError naming the unsupported op and the module it sits in, when we can find it."""
     import re
 
-    text = f"{type(exc).__name__}: {exc}"
-    ops = re.findall(r"(?:aten|torch\.ops\.\w+)[.:]+(\w+)(?:\.\w+)?", text)
-    where = None
+    hint = "try another --quantize, another target, or rewrite that layer with supported ops"
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    node = failing_fx_node(exc)
+    if node is not None:
+        where = _node_location(node) or locate_op(model, str(node.target).split(".")[1] if "." in str(node.target) else str(node.target))
+        message = f"{converter} cannot convert op {_op_name(node.target)}" + (f" at {where}" if where else "")
+        return ConversionError(f"{message} ({type(exc).__name__}: {first})", hint=hint)
+    ops = re.findall(r"(?:aten|torch\.ops\.\w+)[.:]+(\w+)(?:\.\w+)?", f"{exc}")
     if ops:
         where = locate_op(model, ops[0])
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    if ops:
-        message = f"{converter} cannot convert op aten.{ops[0]}" + (f" at {where}" if where else "")
-    else:
-        message = f"{converter} failed: {type(exc).__name__}: {first}"
-    return ConversionError(message, hint="try another --quantize, another target, or rewrite that layer with supported ops")
+        return ConversionError(f"{converter} cannot convert op aten.{ops[0]}" + (f" at {where}" if where else ""), hint=hint)
+    return ConversionError(f"{converter} failed: {type(exc).__name__}: {first}", hint=hint)
 
 
 def locate_op(model: "ExportedModel", op_name: str) -> str | None:
@@ -224,12 +270,9 @@ def locate_op(model: "ExportedModel", op_name: str) -> str | None:
     except Exception:
         return None
     for node in ep.graph.nodes:
-        target = str(getattr(node, "target", ""))
-        if node.op == "call_function" and (target.split(".")[-2:-1] == [op_name] or target.endswith(f".{op_name}") or f".{op_name}." in target):
-            stack = node.meta.get("nn_module_stack") or {}
-            if stack:
-                path, cls = list(stack.values())[-1]
-                cls_name = getattr(cls, "__name__", str(cls)).split(".")[-1].rstrip("'>")
-                return f"{path or '<root>'} ({cls_name})"
-            return node.name
+        if node.op != "call_function":
+            continue
+        parts = str(node.target).split(".")
+        if op_name in parts:
+            return _node_location(node) or node.name
     return None

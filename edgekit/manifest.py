@@ -119,16 +119,36 @@ def staging_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def publish(staged_artifact: Path, manifest: dict[str, Any], destination: Path, overwrite: bool) -> Path:
-    """Move a staged artifact and its manifest into place; both or neither.
+def extra_destinations(staged_files, destination: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """(staged path, destination) for files that ship beside an artifact: ``<artifact stem><suffix
+    of the staged file>``, e.g. model_int8.pte -> model_int8.bpte."""
+    stem = destination.name[: -len(suffix)] if suffix and destination.name.endswith(suffix) else destination.stem
+    return [(Path(p), destination.with_name(stem + Path(p).suffix)) for p in staged_files]
 
-    The manifest is written into the staging folder first, then artifact and manifest are renamed
-    (atomic on one filesystem). An existing file is replaced only with ``overwrite``.
+
+def extra_file_entry(staged: Path, destination: Path) -> dict[str, Any]:
+    size, sha = file_digest(staged)
+    return {"path": destination.name, "size_bytes": size, "sha256": sha}
+
+
+def publish(
+    staged_artifact: Path,
+    manifest: dict[str, Any],
+    destination: Path,
+    overwrite: bool,
+    extras: "list[tuple[Path, Path]] | tuple" = (),
+) -> Path:
+    """Move a staged artifact, the files that ship beside it (``extras``: staged path,
+    destination) and its manifest into place.
+
+    The manifest is written into the staging folder first, then artifact, extras and manifest are
+    renamed (each atomic on one filesystem), the manifest last: an artifact is complete once its
+    manifest is there. An existing file is replaced only with ``overwrite``.
     """
     validate(manifest)
     dest_manifest = manifest_path(destination)
     if not overwrite:
-        for existing in (destination, dest_manifest):
+        for existing in (destination, dest_manifest, *(dest for _, dest in extras)):
             if existing.exists():
                 raise OutputError(f"{existing} exists; pass --overwrite to replace it")
     staged_manifest = manifest_path(staged_artifact)
@@ -139,6 +159,8 @@ def publish(staged_artifact: Path, manifest: dict[str, Any], destination: Path, 
             backup = destination.with_name(f".{destination.name}.edgekit-old")
             os.replace(destination, backup) if destination.is_file() else destination.rename(backup)
         os.replace(staged_artifact, destination) if staged_artifact.is_file() else staged_artifact.rename(destination)
+        for staged_extra, extra_destination in extras:
+            os.replace(staged_extra, extra_destination)
         os.replace(staged_manifest, dest_manifest)
     except OSError as exc:
         if backup is not None and backup.exists() and not destination.exists():

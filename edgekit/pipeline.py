@@ -67,6 +67,16 @@ def _versions(converter: dict[str, str], runtime: str | None) -> dict[str, str]:
     return out
 
 
+def artifact_suffix(target_obj, staged_path: str) -> str:
+    """The suffix of the staged artifact when it is one its target declares (a target may write
+    several formats, e.g. Core ML .mlpackage or .mlmodel), else the target's main suffix."""
+    lowered = str(staged_path).rstrip("/").lower()
+    for suffix in (target_obj.suffix, *getattr(target_obj, "extra_suffixes", ())):
+        if lowered.endswith(suffix):
+            return suffix
+    return target_obj.suffix
+
+
 def artifact_filename(name: str, precision: str, suffix: str, io: str = "float") -> str:
     stem = name if precision == "none" else f"{name}_{precision}"
     return f"{stem}_io-int8{suffix}" if io == "int8" else f"{stem}{suffix}"
@@ -118,33 +128,51 @@ def convert(
 
     calib, eval_samples = _read_data(prepared.inputs, options, plan, reporter)
     artifacts = []
-    for target_obj, precision in plan:
+    for target_obj, precision, error in plan:
+        if error is not None:
+            reporter.info(f"{target_obj.name} [{precision}]\n  error: {error}")
+            artifacts.append(_error_artifact(target_obj.name, precision, error))
+            continue
         artifacts.append(
             _convert_one(target_obj, precision, prepared, options, calib, eval_samples, name, loaded.source, reporter)
         )
     if len(artifacts) == 1 and artifacts[0].status == "error":
-        raise artifacts[0]._exc  # type: ignore[attr-defined]
+        exc = artifacts[0]._exc  # type: ignore[attr-defined]
+        raise exc from exc.__cause__
     return artifacts
 
 
 def _plan(target_names: Sequence[str], options: ConvertOptions):
+    """(target, precision, error) per target. With one target an error is raised at once; with several,
+    a target that cannot take the request gets an error row and the others go on."""
     plan = []
     for name in target_names:
         target_obj = get_target(name)
         precision = options.precision or target_obj.default_precision
-        if precision not in target_obj.precisions:
-            raise UsageError(
-                f"the {name} target does not support --quantize {precision}; it supports: {', '.join(target_obj.precisions)}"
-            )
-        if options.io != "float" and options.io not in getattr(target_obj, "io_types", ("float",)):
-            raise UsageError(f"the {name} target does not support --io {options.io}")
-        target_obj.require()
-        plan.append((target_obj, precision))
+        try:
+            if precision not in target_obj.precisions:
+                raise UsageError(
+                    f"the {name} target does not support --quantize {precision}; it supports: {', '.join(target_obj.precisions)}"
+                )
+            if options.io != "float" and options.io not in getattr(target_obj, "io_types", ("float",)):
+                raise UsageError(f"the {name} target does not support --io {options.io}")
+            if options.dynamic and not target_obj.supports_dynamic:
+                raise UsageError(
+                    f"the {name} target does not support --dynamic ({target_obj.dynamic_unsupported_reason}); "
+                    "convert one fixed --input shape per size you need"
+                )
+            target_obj.require()
+        except EdgekitError as exc:
+            if len(target_names) == 1:
+                raise
+            plan.append((target_obj, precision, exc))
+            continue
+        plan.append((target_obj, precision, None))
     return plan
 
 
 def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tuple[Samples | None, Samples]:
-    needs_calibration = any(get_precision(p).needs_calibration for _, p in plan)
+    needs_calibration = any(get_precision(p).needs_calibration for _, p, error in plan if error is None)
     calib: Samples | None = None
     held: Samples | None = None
     data_kwargs = dict(
@@ -161,7 +189,7 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
             total = options.calibration_samples + (0 if options.eval_data else options.eval_samples)
             data = load_samples(options.calibration, specs, limit=total, **data_kwargs)
             if not data.real:
-                reporter.warn("calibrating on random data (--calibration random): int8 accuracy will be poor")
+                reporter.warn("calibrating on random data (--calibration random): activation ranges may not match real inputs")
             if needs_calibration and data.real and options.eval_data is None:
                 calib, held = split_holdout(data, options.calibration_samples)
             elif needs_calibration:
@@ -175,6 +203,12 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
     else:
         eval_samples = random_samples(specs, options.eval_samples, options.seed + 1)
     return calib, eval_samples
+
+
+def _error_artifact(target: str, precision: str, exc: EdgekitError, seconds: float = 0.0) -> Artifact:
+    art = Artifact(target, precision, "error", error=str(exc), exit_code=exc.exit_code, seconds=seconds)
+    art._exc = exc  # type: ignore[attr-defined]  # re-raised when it was the only target
+    return art
 
 
 def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, name, source, reporter) -> Artifact:
@@ -204,18 +238,33 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
                     parity = verify(prepared, runtime, eval_samples, tolerance)
             if parity.status == "passed" and not eval_samples.real:
                 reporter.warn(f"{target_obj.name}: verified on random inputs only; pass --eval-data for a real check")
-            filename = artifact_filename(name, precision, target_obj.suffix, options.io)
+            with captured_native_output(not reporter.verbose):
+                target_obj.add_extra_files(converted, prepared, eval_samples, options, str(stage))
+            suffix = artifact_suffix(target_obj, converted.path)
+            filename = artifact_filename(name, precision, suffix, options.io)
             destination = Path(options.output_dir) / filename
             staged = Path(converted.path)
+            doc = _manifest(target_obj, precision, prepared, options, converted, parity, calib, eval_samples, name, source, None, None, runtime_version)
+            # formats with a metadata slot carry their manifest (less its own size and digest, which
+            # the embedding changes); the digest is taken after
+            target_obj.embed_manifest(str(staged), doc)
             size, sha = manifest_mod.file_digest(staged)
-            doc = _manifest(target_obj, precision, prepared, options, converted, parity, calib, eval_samples, name, source, size, sha, runtime_version)
-            manifest_mod.publish(staged, doc, destination, options.overwrite)
+            doc["size_bytes"], doc["sha256"] = size, sha
+            extras = manifest_mod.extra_destinations(converted.extra_files, destination, suffix)
+            if extras:
+                doc["extra_files"] = [manifest_mod.extra_file_entry(src, dest) for src, dest in extras]
+            manifest_mod.publish(staged, doc, destination, options.overwrite, extras)
     except EdgekitError as exc:
         reporter.info(f"  error: {exc}")
-        art = Artifact(target_obj.name, precision, "error", error=str(exc), exit_code=exc.exit_code,
-                       seconds=time.perf_counter() - start)
-        art._exc = exc  # type: ignore[attr-defined]
-        return art
+        return _error_artifact(target_obj.name, precision, exc, time.perf_counter() - start)
+    except Exception as exc:  # a converter library raised something its target did not translate
+        from edgekit.export import describe_conversion_error
+
+        log.debug("unexpected error from the %s target", target_obj.name, exc_info=True)
+        error = describe_conversion_error(exc, prepared, target_obj.name)
+        error.__cause__ = exc
+        reporter.info(f"  error: {error}")
+        return _error_artifact(target_obj.name, precision, error, time.perf_counter() - start)
     for reason in parity.reasons if parity.status == "failed" else ():
         reporter.warn(f"{target_obj.name} [{precision}] failed verification: {reason}")
     return Artifact(
@@ -249,7 +298,7 @@ def _manifest(target_obj, precision, prepared, options, converted, parity, calib
         "schema_version": manifest_mod.SCHEMA_VERSION,
         "name": name,
         "target": target_obj.name,
-        "format": target_obj.suffix.lstrip("."),
+        "format": artifact_suffix(target_obj, converted.path).lstrip("."),
         "precision": precision,
         "precision_default": options.precision is None,
         "io": options.io,

@@ -13,8 +13,12 @@ from edgekit.errors import UsageError
 # name -> "module:Class". Order is the order of `--target all` and of tables.
 TARGETS: dict[str, str] = {
     "tflite": "edgekit.targets.tflite:TFLiteTarget",
+    "coreml": "edgekit.targets.coreml:CoreMLTarget",
+    "executorch": "edgekit.targets.executorch:ExecuTorchTarget",
+    "torchscript-lite": "edgekit.targets.torchscript_lite:TorchScriptLiteTarget",
+    "onnx": "edgekit.targets.onnx:ONNXTarget",
 }
-ALIASES: dict[str, str] = {"litert": "tflite"}
+ALIASES: dict[str, str] = {"litert": "tflite", "pytorch-mobile": "executorch", "ptl": "torchscript-lite"}
 
 
 def canonical(name: str) -> str:

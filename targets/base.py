@@ -73,6 +73,10 @@ class ConvertedArtifact:
     # status "unverified" with this reason instead of running parity.
     unverifiable_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Files that ship beside the artifact (e.g. ExecuTorch's bundled program), staged in the same
+    # folder: each is published as <artifact stem><its suffix>, together with the artifact and its
+    # manifest, and listed in the manifest's "extra_files".
+    extra_files: list[str] = field(default_factory=list)
 
 
 class Target:
@@ -86,6 +90,9 @@ class Target:
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: whether --dynamic axes are honoured; when not, the reason a user sees (checked before any work)
+    supports_dynamic: ClassVar[bool] = False
+    dynamic_unsupported_reason: ClassVar[str] = "this target exports fixed shapes"
 
     @classmethod
     def missing(cls) -> list[str]:
@@ -128,6 +135,23 @@ class Target:
     ) -> ConvertedArtifact:
         """Write the artifact into ``workdir`` (a private staging folder) and describe it."""
         raise NotImplementedError
+
+    def add_extra_files(
+        self,
+        converted: ConvertedArtifact,
+        model: "ExportedModel",
+        samples,
+        options: "ConvertOptions",
+        workdir: str,
+    ) -> None:
+        """After verification: write files that need the evaluation samples (``samples``:
+        edgekit.data.Samples), e.g. reference inputs and outputs for on-device checks, into
+        ``workdir`` and append their paths to ``converted.extra_files``. Default: none."""
+
+    def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
+        """Before publishing: store ``manifest`` (without size_bytes / sha256, which describe the
+        final bytes) inside the staged artifact, for formats with a metadata slot, so that the file
+        found alone still says where it came from. The digest is taken afterwards. Default: nothing."""
 
     def runtime(self) -> Runtime:
         raise NotImplementedError

@@ -40,6 +40,10 @@ class TinyTransformer(nn.Module):
         layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         self.head = nn.Linear(32, 8)
+        # TransformerEncoder deep-copies its layer: give each copy its own weights, as training would
+        for name, p in self.encoder.named_parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
 
     def forward(self, x):
         return self.head(self.encoder(x).mean(dim=1))
@@ -61,9 +65,11 @@ class TwoInputDict(nn.Module):
         return {"logits": self.cls(h), "embedding": self.emb(h)}
 
 
-def _init(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Deterministic weights, with non-trivial BatchNorm statistics so folding is really exercised."""
+def _init(cls, seed: int = 0) -> nn.Module:
+    """Deterministic weights (the same on every call), with non-trivial BatchNorm statistics so that
+    folding is really exercised."""
     torch.manual_seed(seed)
+    model = cls()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -74,19 +80,19 @@ def _init(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def small_cnn():
-    return _init(SmallCNN())
+    return _init(SmallCNN)
 
 
 def mlp():
-    return _init(MLP())
+    return _init(MLP)
 
 
 def tiny_transformer():
-    return _init(TinyTransformer())
+    return _init(TinyTransformer)
 
 
 def two_input_dict():
-    return _init(TwoInputDict())
+    return _init(TwoInputDict)
 
 
 FACTORIES = {

@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 from edgekit.errors import ConversionError
 from edgekit.targets.base import ConvertedArtifact, Target
+from edgekit.targets.tflite import metadata as tflite_metadata
 from edgekit.targets.tflite import quantize as recipes
+from edgekit.targets.tflite.io_types import to_float_io
 from edgekit.targets.tflite.runtime import TFLiteRuntime
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,15 @@ def _version(dist: str) -> str:
 class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
-    precisions = ("none",) + recipes.RECIPES
+    precisions = ("none",) + recipes.PT2E_PRECISIONS + recipes.RECIPES
     default_precision = "none"
     requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
     extra = "tflite"
     description = "TFLite / LiteRT flatbuffer (Android, Linux boards, microcontrollers)"
     io_types = ("float", "int8")
+    supports_dynamic = False
+    # measured: a dynamic batch fails to lower even for a 3-layer MLP (AssertionError on a -2^63 dim)
+    dynamic_unsupported_reason = "litert-torch 0.10 cannot lower dynamic dimensions"
 
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         self.require()
@@ -40,9 +45,17 @@ class TFLiteTarget(Target):
         import litert_torch
 
         float_path = os.path.join(workdir, "float.tflite")
+        module, quant_config = model.module, None
+        if precision in recipes.PT2E_PRECISIONS:
+            try:
+                module, quant_config = recipes.pt2e_int8_module(model, calibration or [])
+            except ConversionError:
+                raise
+            except Exception as exc:
+                raise describe_conversion_error(exc, model, "PT2E int8 quantization") from exc
         try:
             edge_model = litert_torch.convert(
-                model.module, model.example_inputs, dynamic_shapes=model.dynamic_shapes()
+                module, model.example_inputs, dynamic_shapes=model.dynamic_shapes(), quant_config=quant_config
             )
             edge_model.export(float_path)
         except ConversionError:
@@ -50,7 +63,15 @@ class TFLiteTarget(Target):
         except Exception as exc:
             raise describe_conversion_error(exc, model, "litert-torch") from exc
         final_path = os.path.join(workdir, f"model{self.suffix}")
-        if precision == "none":
+        if precision in recipes.PT2E_PRECISIONS:
+            with open(float_path, "rb") as fh:
+                converted = fh.read()
+            if options.io == "float":
+                converted = to_float_io(converted)
+            with open(final_path, "wb") as fh:
+                fh.write(converted)
+            os.remove(float_path)
+        elif precision == "none":
             os.replace(float_path, final_path)
         else:
             with open(float_path, "rb") as fh:
@@ -59,7 +80,7 @@ class TFLiteTarget(Target):
             names = [spec.name for spec in runtime.inputs()]
             feeds = [dict(zip(names, sample)) for sample in (calibration or [])]
             try:
-                quantized = recipes.quantize(float_bytes, precision, options.io, feeds, SIGNATURE)
+                quantized = recipes.quantize(float_bytes, precision, feeds, SIGNATURE)
             except Exception as exc:
                 raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {_first_line(exc)}") from exc
             with open(final_path, "wb") as fh:
@@ -73,9 +94,16 @@ class TFLiteTarget(Target):
             converter={
                 "litert-torch": _version("litert-torch"),
                 "ai-edge-quantizer": _version("ai-edge-quantizer"),
+                **({"torchao": _version("torchao")} if precision in recipes.PT2E_PRECISIONS else {}),
             },
             details={"signature": SIGNATURE, "ops": self.op_histogram(final_path)},
         )
+
+    def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
+        with open(path, "rb") as fh:
+            content = fh.read()
+        with open(path, "wb") as fh:
+            fh.write(tflite_metadata.embed(content, manifest))
 
     def runtime(self) -> TFLiteRuntime:
         return TFLiteRuntime()
@@ -109,6 +137,7 @@ class TFLiteTarget(Target):
             "outputs": [s.to_dict() for s in runtime.outputs()],
             "ops": self.op_histogram(path),
             "quantized_tensors": quantized,
+            "metadata": tflite_metadata.read(path),
             "size_bytes": os.path.getsize(path),
             "runtime": runtime.version(),
         }

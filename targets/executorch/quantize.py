@@ -1,0 +1,161 @@
+"""Turn the shared ExportedProgram into the program to lower, for each edgekit precision.
+
+Recipes (what XNNPACK runs fast, the same choices as executorch's own XNNPACK recipes):
+- none: the shared program as it is.
+- fp16: weights and compute in float16, inputs and outputs float32 (casts at the edges, so app
+  code does not change). For Core ML and Vulkan the backend's own fp16 switch is used instead.
+- int8: PT2E static quantization with XNNPACKQuantizer, symmetric per-channel weights, activation
+  ranges from the calibration samples.
+- int8-dynamic: PT2E with XNNPACKQuantizer's dynamic config: per-channel int8 weights, activations
+  quantized per call (linear layers).
+- int8-int4: torchao ``quantize_`` with Int8DynamicActivationIntxWeightConfig, int4 weights in groups
+  along the input dimension (the XNNPACK "8da4w" recipe), for nn.Linear layers only.
+
+The shared program is never modified: every recipe works on a copy (``copy.deepcopy``), because
+``nn.Module.half()`` and PT2E's batch-norm folding would otherwise write into tensors that the
+shared ExportedProgram (and so the other targets of the run) still use.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+from edgekit.errors import ConversionError, UsageError
+
+QUANTIZED = ("int8", "int8-dynamic", "int8-int4")
+DEFAULT_GROUP_SIZE = 32
+
+
+def _tensors(sample: Sequence[Any]) -> tuple:
+    import numpy as np
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
+
+
+def prepare_program(model, precision: str, delegate, calibration, group_size: int = DEFAULT_GROUP_SIZE):
+    """(ExportedProgram to lower, facts for the manifest) for ``precision``."""
+    if precision in QUANTIZED and not delegate.quantized:
+        raise UsageError(
+            f"--quantize {precision} with --delegate {delegate.name}: edgekit quantizes for XNNPACK "
+            "(the portable kernels in executorch's runtime have no quantized ops); use --delegate xnnpack"
+        )
+    if precision == "none" or (precision == "fp16" and delegate.name in ("coreml", "vulkan")):
+        return model.exported_program(), {}
+    if precision == "fp16":
+        return _fp16_program(model), {"fp16": "float16 weights and compute, float32 inputs and outputs"}
+    if precision in ("int8", "int8-dynamic"):
+        return _pt2e_program(model, precision, calibration)
+    if precision == "int8-int4":
+        return _int8_int4_program(model, group_size)
+    raise UsageError(f"the executorch target does not support --quantize {precision}")  # pragma: no cover
+
+
+def _export(module, model, varargs: bool = False):
+    import torch
+
+    dynamic = model.dynamic_shapes()
+    if dynamic is not None and varargs:
+        dynamic = (dynamic,)  # forward(*args): torch.export sees one parameter holding every input
+    return torch.export.export(module, model.example_inputs, dynamic_shapes=dynamic, strict=False)
+
+
+def _fp16_program(model):
+    import torch
+    from torch.utils import _pytree as pytree
+
+    class Float16Graph(torch.nn.Module):
+        """The shared graph with float16 weights, cast to float16 on entry and back on exit."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            args = [a.half() if a.is_floating_point() else a for a in args]
+            out = self.inner(*args)
+            return pytree.tree_map(
+                lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out
+            )
+
+    # Tracing the shared program's graph (not the eager model again) keeps one source of truth.
+    graph = copy.deepcopy(model.exported_program().module()).half()
+    return _export(Float16Graph(graph), model, varargs=True)
+
+
+def _pt2e_program(model, precision: str, calibration):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dynamic = precision == "int8-dynamic"
+    if not dynamic and not calibration:
+        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    # PT2E wants the graph torch.export makes before decomposition: that is what the shared
+    # program is (torch.export.export), so it is prepared directly, no second export of the model.
+    graph = copy.deepcopy(model.exported_program().module())
+    prepared = prepare_pt2e(graph, quantizer)
+    # Dynamic quantization observes nothing, but convert_pt2e expects one pass through the graph.
+    samples = [_tensors(s) for s in calibration] if calibration else [model.example_inputs]
+    for sample in samples:
+        prepared(*sample)
+    quantized = convert_pt2e(prepared)
+    facts = {
+        "quantizer": "XNNPACKQuantizer (torchao.quantization.pt2e)",
+        "scheme": "symmetric per-channel int8 weights, "
+        + ("int8 activations quantized per call" if dynamic else "static int8 activations"),
+    }
+    if not dynamic:
+        facts["calibration_samples"] = len(samples)
+    # convert_pt2e hands back a GraphModule: exporting it is how PT2E makes the program to lower.
+    return _export(quantized, model), facts
+
+
+def _int8_int4_program(model, group_size: int):
+    import torch
+    from torchao.quantization import quantize_
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
+    from torchao.utils import unwrap_tensor_subclass
+
+    if group_size < 1:
+        raise UsageError("--executorch-group-size must be at least 1")
+    quantized_layers, skipped = [], []
+
+    def takes(module, fqn: str) -> bool:
+        if not isinstance(module, torch.nn.Linear):
+            return False
+        # MultiheadAttention reads out_proj.weight directly (F.multi_head_attention_forward), which a
+        # quantized tensor subclass cannot serve: PyTorch marks that layer NonDynamicallyQuantizable.
+        if isinstance(module, torch.nn.modules.linear.NonDynamicallyQuantizableLinear):
+            skipped.append(f"{fqn} (inside MultiheadAttention)")
+            return False
+        if module.in_features % group_size:
+            skipped.append(f"{fqn} (in_features {module.in_features} not a multiple of {group_size})")
+            return False
+        quantized_layers.append(fqn)
+        return True
+
+    # torchao's quantize_ swaps the weights of nn.Linear modules: a source transform on the eager
+    # module, which the shared (already traced) program no longer has. So this recipe exports once more.
+    module = copy.deepcopy(model.module)
+    config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group_size))
+    quantize_(module, config, takes)
+    if not quantized_layers:
+        raise ConversionError(
+            f"--quantize int8-int4 found no nn.Linear layer to quantize with group size {group_size}"
+            + (f" (skipped: {', '.join(skipped[:5])})" if skipped else " (the model has none as modules)"),
+            hint="int8-int4 is for transformer-like models; use int8 or int8-dynamic for this one",
+        )
+    unwrap_tensor_subclass(module)
+    facts = {
+        "quantizer": "torchao quantize_ Int8DynamicActivationIntxWeightConfig",
+        "scheme": f"int8 dynamic activations, int4 weights in groups of {group_size} (linear layers)",
+        "group_size": group_size,
+        "quantized_linear_layers": len(quantized_layers),
+        "float_linear_layers": skipped,
+    }
+    return _export(module, model), facts

@@ -1,0 +1,236 @@
+"""The ExecuTorch target: the shared ExportedProgram -> (quantize) -> to_edge_transform_and_lower
+with a delegate's partitioner (XNNPACK by default) -> .pte, with a delegation report, and a
+BundledProgram (.bpte) with reference inputs/outputs on request (--bundle).
+"""
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from typing import Any
+
+from edgekit.errors import ConversionError, EdgekitError, ModelLoadError, UsageError
+from edgekit.targets.base import ConvertedArtifact, Target, TensorSpec
+from edgekit.targets.executorch import bundle as bundle_mod
+from edgekit.targets.executorch import delegates as delegates_mod
+from edgekit.targets.executorch import quantize as recipes
+from edgekit.targets.executorch import report as report_mod
+from edgekit.targets.executorch.runtime import IO_METHOD, ExecuTorchRuntime, io_names_json
+
+# target_options keys (library callers) <- CLI flags
+OPTION_KEYS = ("delegate", "bundle", "bundle_samples", "group_size")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+class ExecuTorchTarget(Target):
+    name = "executorch"
+    suffix = ".pte"
+    extra_suffixes = (bundle_mod.SUFFIX,)  # `edgekit inspect model.bpte` works too
+    precisions = ("none", "fp16", "int8", "int8-dynamic", "int8-int4")
+    default_precision = "none"
+    requires = ("executorch", "torchao")
+    extra = "executorch"
+    description = "ExecuTorch .pte (PyTorch on Android / iOS / embedded; XNNPACK, Core ML, Vulkan delegates)"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument(
+            "--delegate", dest="executorch_delegate", metavar="NAME",
+            help=f"ExecuTorch backend to lower to: {', '.join(delegates_mod.DELEGATES)} "
+            f"(none = portable kernels); default {delegates_mod.DEFAULT_DELEGATE}",
+        )
+        parser.add_argument(
+            "--bundle", dest="executorch_bundle", action="store_true",
+            help="also write a BundledProgram (.bpte) with reference inputs and expected outputs for on-device checks",
+        )
+        parser.add_argument(
+            "--bundle-samples", dest="executorch_bundle_samples", type=int, metavar="N",
+            help=f"test cases in the .bpte (from the evaluation samples; default {bundle_mod.DEFAULT_SAMPLES})",
+        )
+        parser.add_argument(
+            "--executorch-group-size", dest="executorch_group_size", type=int, metavar="N",
+            help=f"int8-int4: weights per int4 quantization group (default {recipes.DEFAULT_GROUP_SIZE})",
+        )
+
+    @classmethod
+    def options_from_args(cls, args) -> dict[str, Any]:
+        values = {
+            "delegate": getattr(args, "executorch_delegate", None),
+            "bundle": getattr(args, "executorch_bundle", False) or None,
+            "bundle_samples": getattr(args, "executorch_bundle_samples", None),
+            "group_size": getattr(args, "executorch_group_size", None),
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @staticmethod
+    def settings(options) -> dict[str, Any]:
+        """This target's options with defaults, validated (library callers pass dicts)."""
+        given = dict(options.options_for("executorch"))
+        unknown = sorted(set(given) - set(OPTION_KEYS))
+        if unknown:
+            raise UsageError(f"target_options['executorch']: unknown key(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}")
+        settings = {
+            "delegate": delegates_mod.resolve(given.get("delegate")),
+            "bundle": bool(given.get("bundle", False)),
+            "bundle_samples": int(given.get("bundle_samples") or bundle_mod.DEFAULT_SAMPLES),
+            "group_size": int(given.get("group_size") or recipes.DEFAULT_GROUP_SIZE),
+        }
+        if settings["bundle_samples"] < 1:
+            raise UsageError("--bundle-samples must be at least 1")
+        return settings
+
+    def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
+        self.require()
+        settings = self.settings(options)
+        delegate = settings["delegate"]
+        try:
+            program, quant_facts = recipes.prepare_program(model, precision, delegate, calibration, settings["group_size"])
+            edge = self._lower(program, model, delegate, precision)
+            delegation = report_mod.from_edge_program(edge, delegate.name)
+            executorch_program = edge.to_executorch(self._backend_config(delegate))
+        except EdgekitError:
+            raise
+        except Exception as exc:
+            from edgekit.export import describe_conversion_error
+
+            raise describe_conversion_error(exc, model, "executorch") from exc
+        path = os.path.join(workdir, f"model{self.suffix}")
+        with open(path, "wb") as fh:
+            executorch_program.write_to_file(fh)
+
+        # Ops left outside the delegates run on the runtime's kernel libraries: one without a kernel
+        # would fail only when the app loads the program, so it fails the conversion here instead.
+        missing = report_mod.missing_kernels(
+            report_mod.from_pte(path).get("forward", {}).get("portable_kernel_calls", {}),
+            delegates_mod.runtime_operators(), delegation,
+        )
+        if missing:
+            raise ConversionError(
+                f"executorch cannot convert op {missing[0]}: the executorch {delegates_mod.executorch_version()} "
+                "runtime has no such kernel" + (f"; {len(missing) - 1} more: {'; '.join(missing[1:4])}" if len(missing) > 1 else ""),
+                hint="rewrite that layer with supported ops, or build a runtime with a custom kernel for it",
+            )
+        runtime = ExecuTorchRuntime().load(path)
+        used = list(delegation["backends"])
+        reason = delegates_mod.unverifiable_reason(used)
+        details: dict[str, Any] = {
+            "delegate": delegate.name,
+            "runs_on": delegate.runs_on,
+            "delegation": delegation,
+            "delegation_summary": report_mod.summary_line(delegation),
+            "io_names_method": IO_METHOD,
+        }
+        if quant_facts:
+            details["quantization"] = quant_facts
+        if model.dynamic:
+            details["dynamic_upper_bounds"] = {s.name: list(s.shape) for s in runtime.inputs()}
+        warnings = []
+        if delegate.name != "none" and delegation["portable_nodes"]:
+            warnings.append(f"executorch: {report_mod.summary_line(delegation)}")
+        return ConvertedArtifact(
+            path=path,
+            # the model's names and example shapes (a dynamic axis's range is in the manifest's dynamic_axes)
+            inputs=[TensorSpec(spec.name, spec.shape, rt.dtype) for spec, rt in zip(model.inputs, runtime.inputs())],
+            outputs=runtime.outputs(),
+            converter={"executorch": _version("executorch"), "torchao": _version("torchao")},
+            details=details,
+            unverifiable_reason=reason,
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def _lower(program, model, delegate, precision):
+        from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+        return to_edge_transform_and_lower(
+            program,
+            partitioner=delegates_mod.partitioners(delegate, precision),
+            # XNNPACK's own recipe turns the IR check off: its passes emit ops outside core ATen
+            compile_config=EdgeCompileConfig(_check_ir_validity=delegate.name == "none"),
+            constant_methods={IO_METHOD: io_names_json([i.name for i in model.inputs], model.output_names)},
+        )
+
+    @staticmethod
+    def _backend_config(delegate):
+        from executorch.exir import ExecutorchBackendConfig
+
+        # delegate payloads in their own aligned segments (what executorch's XNNPACK recipe does)
+        return ExecutorchBackendConfig(extract_delegate_segments=delegate.name != "none")
+
+    def add_extra_files(self, converted, model, samples, options, workdir) -> None:
+        """--bundle: write the .bpte from the evaluation samples, and run it back here when the
+        runtime has its backends, recording the largest error a device check should allow."""
+        settings = self.settings(options)
+        if not settings["bundle"]:
+            return
+        chosen = list(samples.samples[: settings["bundle_samples"]])
+        bundle_path = os.path.join(workdir, f"model{bundle_mod.SUFFIX}")
+        count = bundle_mod.write_bundle(converted.path, bundle_path, model, chosen, [o.dtype for o in converted.outputs])
+        info: dict[str, Any] = {
+            "suffix": bundle_mod.SUFFIX,
+            "test_cases": count,
+            "inputs_from": samples.source,
+            "expected_outputs": "eager PyTorch model (float32)",
+        }
+        if converted.unverifiable_reason is None:
+            result = bundle_mod.run_bundle(bundle_path)
+            info["max_abs_error"] = result["max_abs_error"]
+            info["checked_with"] = ExecuTorchRuntime().version()
+        converted.details["bundle"] = info
+        converted.extra_files.append(bundle_path)
+
+    def runtime(self) -> ExecuTorchRuntime:
+        return ExecuTorchRuntime()
+
+    def inspect(self, path: str) -> dict[str, Any]:
+        """I/O, kernel calls and delegate calls read from the .pte (or .bpte); the node-level
+        delegation report comes from the manifest beside the artifact when there is one."""
+        from edgekit import manifest as manifest_mod
+
+        info: dict[str, Any] = {"target": self.name, "size_bytes": os.path.getsize(path)}
+        program_path, cleanup = path, None
+        try:
+            if path.lower().endswith(bundle_mod.SUFFIX):
+                program_bytes, cases = bundle_mod.read_bundle(path)
+                info["bundled_test_cases"] = cases
+                program_path = cleanup = _temp_file(program_bytes)
+            try:
+                methods = report_mod.from_pte(program_path)
+            except Exception as exc:
+                raise ModelLoadError(f"{path}: not a readable ExecuTorch program ({type(exc).__name__})") from exc
+            runtime = ExecuTorchRuntime().load(program_path)
+        finally:
+            if cleanup:
+                os.remove(cleanup)
+        forward = methods.get("forward", {})
+        info["inputs"] = [s.to_dict() for s in runtime.inputs()]
+        info["outputs"] = [s.to_dict() for s in runtime.outputs()]
+        info["ops"] = dict(forward.get("portable_kernel_calls", {}))
+        info["delegate_calls"] = forward.get("delegate_calls", {})
+        info["methods"] = sorted(methods)
+        info["runtime"] = runtime.version()
+        summary = {"delegate calls": ", ".join(f"{k} x{v}" for k, v in info["delegate_calls"].items()) or "none"}
+        manifest_file = manifest_mod.manifest_path(path if path.endswith(self.suffix) else path[: -len(bundle_mod.SUFFIX)] + self.suffix)
+        if manifest_file.exists():
+            delegation = (manifest_mod.read(manifest_file).get("target_details") or {}).get("delegation")
+            if delegation:
+                info["delegation"] = delegation
+                summary["delegation (from the manifest)"] = report_mod.summary_line(delegation)
+        else:
+            summary["delegation"] = "node counts need the manifest beside the artifact; the .pte keeps delegate payloads opaque"
+        info["summary"] = summary
+        return info
+
+
+def _temp_file(data: bytes) -> str:
+    import tempfile
+
+    fd, name = tempfile.mkstemp(suffix=".pte")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return name

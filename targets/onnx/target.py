@@ -1,0 +1,250 @@
+"""The ONNX target: ExportedModel -> .onnx (torch.onnx) -> quantized (onnxruntime) -> verified (onnxruntime)."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from edgekit.errors import ConversionError, UsageError
+from edgekit.targets.base import ConvertedArtifact, Target
+from edgekit.targets.onnx import export as onnx_export
+from edgekit.targets.onnx import quantize as recipes
+from edgekit.targets.onnx.runtime import ONNXRuntime
+
+_OPTION_KEYS = ("opset", "reduce_range")
+QDQ_MIN_OPSET = 13
+MANIFEST_KEY = "edgekit.manifest"  # model-level metadata_props entry holding the manifest
+_INTEGER_TYPES = ("INT8", "UINT8", "INT4", "UINT4", "INT16", "UINT16")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass(frozen=True)
+class ONNXSettings:
+    """This target's own options, from ``ConvertOptions.target_options["onnx"]`` (or the CLI)."""
+
+    opset: int = onnx_export.DEFAULT_OPSET
+    reduce_range: bool = True
+
+    @classmethod
+    def from_options(cls, values) -> "ONNXSettings":
+        unknown = sorted(set(values) - set(_OPTION_KEYS))
+        if unknown:
+            raise UsageError(f"onnx target: unknown option {', '.join(unknown)}; known: {', '.join(_OPTION_KEYS)}")
+        opset = values.get("opset", onnx_export.DEFAULT_OPSET)
+        if isinstance(opset, bool) or not isinstance(opset, int):
+            raise UsageError(f"--opset must be a whole number, got {opset!r}")
+        top = onnx_export.max_opset()
+        if not onnx_export.MIN_OPSET <= opset <= top:
+            raise UsageError(f"--opset {opset}: the onnx target writes opsets {onnx_export.MIN_OPSET} to {top}")
+        return cls(opset=opset, reduce_range=bool(values.get("reduce_range", True)))
+
+
+class ONNXTarget(Target):
+    name = "onnx"
+    suffix = ".onnx"
+    precisions = ("none",) + recipes.RECIPES
+    default_precision = "none"
+    requires = ("onnx", "onnxruntime", "onnxscript")
+    extra = "onnx"
+    description = "ONNX (onnxruntime on Android, iOS, Linux boards, Windows; many NPU vendors' toolchains)"
+    supports_dynamic = True
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument(
+            "--opset", dest="onnx_opset", type=int, metavar="N",
+            help=f"ONNX opset to write (default {onnx_export.DEFAULT_OPSET}; below 18 uses torch's TorchScript-based exporter)",
+        )
+        parser.add_argument(
+            "--onnx-full-range", dest="onnx_full_range", action="store_true",
+            help="int8 / int8-dynamic: full 8-bit weights instead of 7-bit; exact on ARM and VNNI CPUs, "
+            "but onnxruntime's x86 AVX2 kernels saturate with them (host verification may then fail)",
+        )
+
+    @classmethod
+    def options_from_args(cls, args) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if getattr(args, "onnx_opset", None) is not None:
+            out["opset"] = args.onnx_opset
+        if getattr(args, "onnx_full_range", False):
+            out["reduce_range"] = False
+        return out
+
+    def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
+        self.require()
+        settings = ONNXSettings.from_options(options.options_for(self.name))
+        if precision == "int8" and settings.opset < QDQ_MIN_OPSET:
+            # onnxruntime writes QDQ with int32 biases and per-channel axes, which opset 13 introduced;
+            # below it the quantizer emits a graph onnxruntime itself refuses to load
+            raise UsageError(f"--quantize int8 on the onnx target needs --opset {QDQ_MIN_OPSET} or newer (got {settings.opset})")
+        float_path = os.path.join(workdir, "float.onnx")
+        details = onnx_export.export_onnx(model, settings.opset, float_path)
+        details["opset_requested"] = settings.opset
+        final_path = os.path.join(workdir, f"model{self.suffix}")
+        try:
+            if precision == "none":
+                os.replace(float_path, final_path)
+            elif precision == "fp16":
+                details["quantization"] = recipes.to_fp16(float_path, final_path)
+            else:
+                prepared_path = os.path.join(workdir, "preprocessed.onnx")
+                details["preprocess"] = recipes.preprocess(float_path, prepared_path)
+                if precision == "int8-dynamic":
+                    details["quantization"] = recipes.quantize_dynamic(prepared_path, final_path, settings.reduce_range)
+                elif precision == "int8":
+                    if not calibration:
+                        raise UsageError("--quantize int8 needs --calibration PATH for the onnx target")
+                    names = [value.name for value in ONNXRuntime().load(prepared_path).inputs()]
+                    details["quantization"] = recipes.quantize_static(
+                        prepared_path, final_path, names, calibration, settings.reduce_range
+                    )
+                else:  # pragma: no cover - the pipeline checks precisions against self.precisions
+                    raise UsageError(f"the onnx target does not support --quantize {precision}")
+            if precision != "none":
+                recipes.tidy(final_path)
+        except (UsageError, ConversionError):
+            raise
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime could not apply {precision}: {_first_line(exc)}") from exc
+        return self._describe(final_path, details, settings)
+
+    def _describe(self, path: str, details: dict[str, Any], settings: ONNXSettings) -> ConvertedArtifact:
+        import onnx
+
+        proto = onnx.load(path)
+        warnings = []
+        written = onnx_export.default_opset(proto)
+        if written != settings.opset:
+            # onnxruntime's quantizer raises old opsets (per-channel QDQ needs 13): say so, do not hide it
+            warnings.append(f"onnx: opset {written} written, not the {settings.opset} asked for: onnxruntime's quantizer needs at least {written}")
+        details["opset"] = written
+        details["ops"] = op_histogram(proto)
+        details["quantized_tensors"] = len(quantized_tensors(proto))
+        try:
+            runtime = ONNXRuntime().load(path)
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime cannot load the converted model: {_first_line(exc)}") from exc
+        return ConvertedArtifact(
+            path=path,
+            inputs=runtime.inputs(),
+            outputs=runtime.outputs(),
+            converter={"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"), "onnxscript": _version("onnxscript")},
+            details=details,
+            warnings=warnings,
+        )
+
+    def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
+        """Store the manifest (less its size and sha256) in the model's metadata_props, which
+        onnxruntime exposes as ``session.get_modelmeta().custom_metadata_map``."""
+        import onnx
+
+        from edgekit.manifest import dumps
+
+        body = {k: v for k, v in manifest.items() if k not in ("size_bytes", "sha256")}
+        proto = onnx.load(path)
+        kept = [p for p in proto.metadata_props if p.key != MANIFEST_KEY]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = MANIFEST_KEY, json.dumps(json.loads(dumps(body)), separators=(",", ":"))
+        onnx_export.save(proto, path)
+
+    def runtime(self) -> ONNXRuntime:
+        return ONNXRuntime()
+
+    def inspect(self, path: str) -> dict[str, Any]:
+        import onnx
+
+        self.require()
+        try:
+            proto = onnx.load(path)
+        except Exception as exc:
+            raise UsageError(f"{path}: not a readable ONNX file ({_first_line(exc)})") from None
+        runtime = ONNXRuntime().load(path)
+        float16 = sum(1 for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT16)
+        embedded = next((json.loads(p.value) for p in proto.metadata_props if p.key == MANIFEST_KEY), None)
+        return {
+            "target": self.name,
+            "inputs": [s.to_dict() for s in runtime.inputs()],
+            "outputs": [s.to_dict() for s in runtime.outputs()],
+            "ops": op_histogram(proto),
+            "quantized_tensors": quantized_tensors(proto),
+            "size_bytes": os.path.getsize(path),
+            "runtime": runtime.version(),
+            "metadata": embedded,
+            "summary": {
+                "opset": onnx_export.default_opset(proto),
+                "ir_version": proto.ir_version,
+                "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+                "float16 initializers": float16,
+                "quantized activations (QuantizeLinear nodes)": sum(
+                    1 for n in recipes.all_nodes(proto.graph) if n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear")
+                ),
+                "embedded manifest": (
+                    f"precision {embedded.get('precision')}, status {embedded.get('status')}, edgekit {embedded.get('versions', {}).get('edgekit')}"
+                    if embedded else "none"
+                ),
+            },
+        }
+
+
+def op_histogram(proto) -> dict[str, int]:
+    counts = collections.Counter(
+        f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        for node in recipes.all_nodes(proto.graph)
+    )
+    return dict(counts.most_common())
+
+
+def quantized_tensors(proto) -> list[dict[str, Any]]:
+    """Integer weight initializers and their granularity (from the scale or zero point beside them).
+
+    Covers QDQ (DequantizeLinear's input), onnxruntime's dynamic format (MatMulInteger/ConvInteger's
+    weight) and the QOperator format (QLinearConv/QLinearMatMul's weight).
+    """
+    from onnx import TensorProto
+
+    graph = proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    weight_and_param: dict[str, str | None] = {}  # quantized weight -> the scale or zero point that tells granularity
+    for node in recipes.all_nodes(graph):
+        inputs = list(node.input)
+        if node.op_type == "DequantizeLinear" and inputs and inputs[0] in initializers:
+            weight_and_param[inputs[0]] = inputs[1] if len(inputs) > 1 else None
+        elif node.op_type in ("MatMulInteger", "ConvInteger") and len(inputs) > 1 and inputs[1] in initializers:
+            weight_and_param[inputs[1]] = inputs[3] if len(inputs) > 3 else None
+        elif node.op_type in ("QLinearConv", "QLinearMatMul") and len(inputs) > 4 and inputs[3] in initializers:
+            weight_and_param[inputs[3]] = inputs[4]
+    out = []
+    for name, param in weight_and_param.items():
+        init = initializers[name]
+        dtype = TensorProto.DataType.Name(init.data_type)
+        if dtype not in _INTEGER_TYPES:
+            continue
+        size = 1
+        if param in initializers:
+            for d in initializers[param].dims:
+                size *= d
+        out.append(
+            {
+                "name": name,
+                "dtype": dtype.lower(),
+                "shape": [int(d) for d in init.dims],
+                "granularity": "per-channel" if size > 1 else "per-tensor",
+            }
+        )
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
