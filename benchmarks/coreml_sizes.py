@@ -41,8 +41,10 @@ def main() -> None:
             target_options={"coreml": {"prune": args.prune}} if args.prune else {},
         )[0]
         details = art.manifest["target_details"]
+        simulated = (details.get("int8_calibration") or {}).get("pytorch_simulation_cosine")
+        status = art.status + (f" (int8 simulated in PyTorch: cosine {simulated:.4f})" if simulated is not None else "")
         rows.append((precision, art.size_bytes, details["weights"]["weights_bytes"], details["weights"]["fraction_compressed"],
-                     details["deployment_target"], time.perf_counter() - start, art.status))
+                     details["deployment_target"], time.perf_counter() - start, status))
     base = next((r for r in rows if r[0] == "none"), rows[0])
     print(f"model {args.model}  input {args.input}" + (f"  prune {args.prune}" if args.prune else ""))
     print(f"{'precision':18s} {'package':>10s} {'weights':>10s} {'vs fp32':>8s} {'compressed':>10s} {'target':>7s} {'seconds':>8s}  status")

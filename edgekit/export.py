@@ -260,7 +260,7 @@ def describe_conversion_error(exc: BaseException, model: "ExportedModel", conver
     if ops:
         where = locate_op(model, ops[0])
         return ConversionError(f"{converter} cannot convert op aten.{ops[0]}" + (f" at {where}" if where else ""), hint=hint)
-    return ConversionError(f"{converter} failed: {type(exc).__name__}: {first}", hint=hint)
+    return ConversionError(f"{converter} failed: {type(exc).__name__}: {first}", hint="--verbose shows where")
 
 
 def locate_op(model: "ExportedModel", op_name: str) -> str | None:

@@ -205,6 +205,19 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
     return calib, eval_samples
 
 
+def _check_unchanged(target_obj, path: str, sample, before, threads: int) -> None:
+    """The verified file was rewritten to carry its manifest: prove it still loads and computes the same."""
+    import numpy as np
+
+    from edgekit.errors import ConversionError
+    from edgekit.verify import run_artifact
+
+    with captured_native_output():
+        after = run_artifact(target_obj.runtime().load(path, threads=threads), sample)
+    if len(after) != len(before) or not all(np.array_equal(a, b) for a, b in zip(after, before)):
+        raise ConversionError(f"{target_obj.name}: embedding the manifest changed the artifact's outputs (an edgekit bug; please report it)")
+
+
 def _error_artifact(target: str, precision: str, exc: EdgekitError, seconds: float = 0.0) -> Artifact:
     art = Artifact(target, precision, "error", error=str(exc), exit_code=exc.exit_code, seconds=seconds)
     art._exc = exc  # type: ignore[attr-defined]  # re-raised when it was the only target
@@ -214,7 +227,7 @@ def _error_artifact(target: str, precision: str, exc: EdgekitError, seconds: flo
 def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, name, source, reporter) -> Artifact:
     import time
 
-    from edgekit.verify import Parity, verify
+    from edgekit.verify import Parity, run_artifact, verify
 
     start = time.perf_counter()
     reporter.info(f"{target_obj.name} [{precision}]")
@@ -226,6 +239,7 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
                 reporter.warn(warning)
             tolerance = options.tolerance_for(precision)
             runtime_version = None
+            runtime = None
             if not options.verify:
                 parity = Parity("skipped", tolerance=tolerance, reasons=["--no-verify"])
             elif converted.unverifiable_reason:
@@ -247,7 +261,10 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
             doc = _manifest(target_obj, precision, prepared, options, converted, parity, calib, eval_samples, name, source, None, None, runtime_version)
             # formats with a metadata slot carry their manifest (less its own size and digest, which
             # the embedding changes); the digest is taken after
+            before = run_artifact(runtime, eval_samples.samples[0]) if runtime is not None else None
             target_obj.embed_manifest(str(staged), doc)
+            if before is not None:
+                _check_unchanged(target_obj, str(staged), eval_samples.samples[0], before, options.threads)
             size, sha = manifest_mod.file_digest(staged)
             doc["size_bytes"], doc["sha256"] = size, sha
             extras = manifest_mod.extra_destinations(converted.extra_files, destination, suffix)

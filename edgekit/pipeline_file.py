@@ -222,6 +222,8 @@ def parse(document: dict[str, Any], path: str = "pipeline.toml") -> Pipeline:
             raise UsageError(f"{path}: unknown section [{name}]{_closest(name, SCHEMA).replace('keys', 'sections')}")
     sections = {name: _section(name, document[name], base, path) for name in SCHEMA if name in document}
     distill, convert = sections.get("distill"), sections.get("convert")
+    if distill is not None:
+        distill.setdefault("output", str(base / "student.pt2"))  # beside the file, like every relative path
     if distill is None and convert is None:
         raise UsageError(f"{path}: nothing to do: give a [distill] and/or a [convert] section")
     if convert is not None:

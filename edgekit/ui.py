@@ -40,12 +40,15 @@ class Reporter:
 
 @contextlib.contextmanager
 def captured_native_output(enabled: bool = True) -> Iterator[list[str]]:
-    """Send fd 1 and 2 to a temporary file while converters run.
+    """Send everything converters print to a temporary file while they run.
 
-    litert-torch, TensorFlow's C++ logging, absl and XNNPACK write straight to the file descriptors,
-    which would break ``--json`` on stdout and bury the progress display. The captured text is
-    handed back (a list that receives it) so that --verbose or an error can show it.
+    litert-torch prints progress with print(); TensorFlow's C++ logging, absl and XNNPACK write
+    straight to file descriptors 1 and 2. Either would break ``--json`` on stdout and bury the progress
+    display, so both levels are redirected: the descriptors, and sys.stdout / sys.stderr (which may
+    not be the descriptors at all, under pytest or in a notebook). The captured text is handed back
+    (a list that receives it) so that --verbose or an error can show it.
     """
+    import io
     import os
     import tempfile
     import warnings
@@ -56,22 +59,26 @@ def captured_native_output(enabled: bool = True) -> Iterator[list[str]]:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    saved_fds = [os.dup(1), os.dup(2)]
+    saved_streams = sys.stdout, sys.stderr
     with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        text_sink = io.TextIOWrapper(sink, encoding="utf-8", errors="replace", write_through=True)
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = text_sink
         try:
             yield captured
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
+            text_sink.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
                 os.close(fd)
             sink.seek(0)
             captured.append(sink.read().decode("utf-8", "replace"))
+            text_sink.detach()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

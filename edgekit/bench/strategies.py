@@ -369,7 +369,9 @@ class IOSApp(Strategy):
 def _adopt(record: dict, device: Device, artifact: str) -> dict:
     """An app's record, tied to the device string and the local artifact path the user gave."""
     record["device"] = {**record["device"], "id": device.id, "kind": device.kind}
-    record["artifact"] = {**record["artifact"], "path": os.path.abspath(artifact)}
+    # the apps name a model by its manifest name; rows compare across devices by file name
+    record["artifact"] = {**record["artifact"], "path": os.path.abspath(artifact),
+                          "name": os.path.basename(artifact.rstrip("/"))}
     if record["status"] != "ok" and record.get("error"):
         record["error"] = f"{device.id}: {record['error']}"
     if record.get("parity") is None:

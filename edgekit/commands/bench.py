@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                    help="adb: a benchmark_model / executor_runner binary for the device's ABI (repeatable), or "
                         "android-app for the sample app; default: ~/.cache/edgekit/runners/<abi>/")
     p.add_argument("--cpu-mask", metavar="HEX", help="adb: pin the runner with taskset, e.g. f0 for big cores")
-    p.add_argument("--app", metavar="ID", help="sample app: Android PACKAGE[/ACTIVITY] or iOS bundle id (default dev.edgekit.sample)")
+    p.add_argument("--app", metavar="ID", help="sample app: Android PACKAGE[/ACTIVITY] or iOS bundle id (default dev.edgekit.demo)")
     p.add_argument("--ssh-config", metavar="FILE", help="ssh config file (default: ssh's own, ~/.ssh/config)")
     p.add_argument("--baseline", metavar="ARTIFACT", help="speed-up relative to this artifact (default: the first)")
     p.add_argument("--no-peak", action="store_true", help="skip the GEMM peak probe (no share-of-peak column)")

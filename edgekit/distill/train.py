@@ -145,12 +145,20 @@ class Progress:
         self.last = 0.0
 
     def update(self, epoch: int, epochs: int, step: int, steps: int, loss: float, metric: str | None) -> None:
-        if not self.tty or (time.monotonic() - self.last < 0.2 and step < steps):
+        if not self.enabled:
             return
-        self.last = time.monotonic()
+        now = time.monotonic()
+        # on a terminal: redraw 5 times a second; in a log: a line a minute, so long epochs show life
+        if (now - self.last < (0.2 if self.tty else 60.0)) and (step < steps or not self.tty):
+            return
+        if not self.tty and self.last == 0.0:
+            self.last = now
+            return
+        self.last = now
         filled = int(20 * step / max(1, steps))
-        text = f"\r  epoch {epoch}/{epochs} [{'#' * filled}{'.' * (20 - filled)}] {step}/{steps} loss {loss:.4f}"
-        print(text + (f"  {metric}" if metric else ""), end="", file=self.stream, flush=True)
+        text = f"  epoch {epoch}/{epochs} [{'#' * filled}{'.' * (20 - filled)}] {step}/{steps} loss {loss:.4f}"
+        text += f"  {metric}" if metric else ""
+        print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=self.stream, flush=True)
 
     def epoch_done(self, epoch: int, epochs: int, loss: float, metric_name: str, value: float, seconds: float, note: str = "") -> None:
         if not self.enabled:

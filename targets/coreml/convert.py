@@ -204,17 +204,18 @@ def describe_error(exc: BaseException, model, settings: CoreMLSettings) -> Conve
     later = "iOS18" if settings.spec_version < 9 else None
     hint = f"try --coreml-frontend {other}" + (f", a later --deployment-target (e.g. {later})" if later else "") + \
         ", or rewrite that layer with supported ops"
+    context = f"frontend {settings.frontend}, deployment target {settings.deployment_target}"
     text = str(exc)
-    for pattern in _OP_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            op = match.group(1)
-            where = locate_op(model, op)
-            return ConversionError(
-                f"coremltools cannot convert op aten.{op}" + (f" at {where}" if where else "")
-                + f" (frontend {settings.frontend}, deployment target {settings.deployment_target})",
-                hint=hint,
-            )
+    unsupported = next((m.group(1) for m in (p.search(text) for p in _OP_PATTERNS[:2]) if m), None)
+    failing = None if unsupported else _failing_torch_node(exc)  # an op whose converter raised
+    op = unsupported or failing or next((m.group(1) for m in [_OP_PATTERNS[2].search(text)] if m), None)
+    if op is not None:
+        where = locate_op(model, op)
+        cause = f"{_first_line(exc)}; " if failing else ""
+        return ConversionError(
+            f"coremltools cannot convert op aten.{op}" + (f" at {where}" if where else "") + f" ({cause}{context})",
+            hint=hint,
+        )
     err = describe_conversion_error(exc, model, "coremltools")
     err.hint = hint
     return err
@@ -235,7 +236,7 @@ def finish(ct, mlmodel, model, settings: CoreMLSettings, labels, image: ImageInp
         if not probabilities:
             raise ConversionError("coremltools did not attach the classifier's probabilities output")
         source_op = _probabilities_source(spec)
-        if source_op not in ("softmax", "softmaxND", "clip", "clamp"):
+        if source_op not in ("softmax", "softmaxND", "relu", "activation"):
             raise ConversionError(f"coremltools fed the classifier from a {source_op} op instead of the probabilities")
         wanted = f"{spec.description.predictedFeatureName}_probs"  # the ML Program name, for both formats
         if probabilities != wanted:
@@ -269,6 +270,19 @@ def finish(ct, mlmodel, model, settings: CoreMLSettings, labels, image: ImageInp
                 feature.shortDescription = "probability of each class label"
     weights = mlmodel.weights_dir if FORMAT_KIND[settings.format] == "mlprogram" else None
     return ct.models.MLModel(spec, weights_dir=weights, skip_model_load=True)
+
+
+def _failing_torch_node(exc: BaseException) -> str | None:
+    """The op coremltools' PyTorch frontend was converting when it raised (its per-node loop keeps the
+    node in a local of ``convert_single_node``), when the message itself does not name it."""
+    tb = exc.__traceback__
+    kind = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "convert_single_node":
+            node = tb.tb_frame.f_locals.get("node")
+            kind = getattr(node, "kind", None) or kind
+        tb = tb.tb_next
+    return str(kind).split("::")[-1].split(".")[0] if kind else None
 
 
 def _probabilities_source(spec) -> str | None:

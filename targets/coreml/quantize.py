@@ -105,8 +105,12 @@ def calibrated_int8(module, example_inputs: tuple, calibration: Sequence[tuple],
         module_name_configs=skipped,
     )
     quantizer = LinearQuantizer(module, config)
+    # LinearQuantizer is built for quantization-aware training and traces the model in train mode;
+    # calibration must capture the inference graph (dropout, drop-connect and BatchNorm differ), so
+    # the private copy ignores that switch
+    module.train = lambda mode=True: module
     try:
-        prepared = quantizer.prepare(example_inputs=example_inputs)
+        prepared = quantizer.prepare(example_inputs=example_inputs, inplace=True)
     except Exception as exc:
         raise ConversionError(
             f"coremltools.optimize.torch could not prepare the model for int8 calibration: {_first_line(exc)}",

@@ -18,7 +18,7 @@ class CoreMLModule(nn.Module):
 
     ``normalize``: {input index: (mean, std)} applied as ``(x - mean) / std`` per channel (axis 1).
     ``classifier``: None, "softmax" (append softmax of the first output) or "probabilities" (the first
-    output already holds probabilities: pass it through a no-op clamp so that it is a tensor of its
+    output already holds probabilities: pass it through a no-op relu so that it is a tensor of its
     own, and every model output stays an output for verification).
     """
 
@@ -43,7 +43,7 @@ class CoreMLModule(nn.Module):
         if self.classifier == "softmax":
             probabilities = torch.softmax(outputs[0], dim=-1)
         else:
-            probabilities = torch.clamp(outputs[0], 0.0, 1.0)
+            probabilities = torch.relu(outputs[0])  # identity on probabilities; a clamp would be renamed away
         # the legacy format turns the first output into the classifier's dictionary; ML Program's
         # classify takes the last op's result (output casts follow output order)
         return (probabilities, *outputs) if self.probabilities_first else (*outputs, probabilities)

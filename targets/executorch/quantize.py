@@ -36,10 +36,11 @@ def _tensors(sample: Sequence[Any]) -> tuple:
 def prepare_program(model, precision: str, delegate, calibration, group_size: int = DEFAULT_GROUP_SIZE):
     """(ExportedProgram to lower, facts for the manifest) for ``precision``."""
     if precision in QUANTIZED and not delegate.quantized:
-        raise UsageError(
-            f"--quantize {precision} with --delegate {delegate.name}: edgekit quantizes for XNNPACK "
-            "(the portable kernels in executorch's runtime have no quantized ops); use --delegate xnnpack"
+        why = (
+            "the portable kernels in executorch's runtime have no quantized ops" if delegate.name == "none"
+            else f"edgekit's quantized recipes use XNNPACK's quantizers; {delegate.name} takes none and fp16"
         )
+        raise UsageError(f"--quantize {precision} with --delegate {delegate.name}: {why}; use --delegate xnnpack")
     if precision == "none" or (precision == "fp16" and delegate.name in ("coreml", "vulkan")):
         return model.exported_program(), {}
     if precision == "fp16":

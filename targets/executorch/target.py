@@ -33,6 +33,7 @@ class ExecuTorchTarget(Target):
     extra_suffixes = (bundle_mod.SUFFIX,)  # `edgekit inspect model.bpte` works too
     precisions = ("none", "fp16", "int8", "int8-dynamic", "int8-int4")
     default_precision = "none"
+    supports_dynamic = True  # torch.export Dims; memory is planned for each axis's upper bound
     requires = ("executorch", "torchao")
     extra = "executorch"
     description = "ExecuTorch .pte (PyTorch on Android / iOS / embedded; XNNPACK, Core ML, Vulkan delegates)"
@@ -103,18 +104,7 @@ class ExecuTorchTarget(Target):
         with open(path, "wb") as fh:
             executorch_program.write_to_file(fh)
 
-        # Ops left outside the delegates run on the runtime's kernel libraries: one without a kernel
-        # would fail only when the app loads the program, so it fails the conversion here instead.
-        missing = report_mod.missing_kernels(
-            report_mod.from_pte(path).get("forward", {}).get("portable_kernel_calls", {}),
-            delegates_mod.runtime_operators(), delegation,
-        )
-        if missing:
-            raise ConversionError(
-                f"executorch cannot convert op {missing[0]}: the executorch {delegates_mod.executorch_version()} "
-                "runtime has no such kernel" + (f"; {len(missing) - 1} more: {'; '.join(missing[1:4])}" if len(missing) > 1 else ""),
-                hint="rewrite that layer with supported ops, or build a runtime with a custom kernel for it",
-            )
+        self._check_kernels(path, delegation)
         runtime = ExecuTorchRuntime().load(path)
         used = list(delegation["backends"])
         reason = delegates_mod.unverifiable_reason(used)
@@ -142,6 +132,22 @@ class ExecuTorchTarget(Target):
             unverifiable_reason=reason,
             warnings=warnings,
         )
+
+    @staticmethod
+    def _check_kernels(path: str, delegation: dict[str, Any]) -> None:
+        """Ops left outside the delegates run on the runtime's kernel libraries: one without a kernel
+        would fail only when an app loads the program, so it fails the conversion here instead."""
+        missing = report_mod.missing_kernels(
+            report_mod.from_pte(path).get("forward", {}).get("portable_kernel_calls", {}),
+            delegates_mod.runtime_operators(), delegation,
+        )
+        if missing:
+            more = f"; {len(missing) - 1} more: {'; '.join(missing[1:4])}" if len(missing) > 1 else ""
+            raise ConversionError(
+                f"executorch cannot convert op {missing[0]}: the executorch {delegates_mod.executorch_version()} "
+                f"runtime has no such kernel{more}",
+                hint="rewrite that layer with supported ops, or build a runtime with a custom kernel for it",
+            )
 
     @staticmethod
     def _lower(program, model, delegate, precision):
@@ -172,15 +178,15 @@ class ExecuTorchTarget(Target):
         bundle_path = os.path.join(workdir, f"model{bundle_mod.SUFFIX}")
         count = bundle_mod.write_bundle(converted.path, bundle_path, model, chosen, [o.dtype for o in converted.outputs])
         info: dict[str, Any] = {
-            "suffix": bundle_mod.SUFFIX,
             "test_cases": count,
             "inputs_from": samples.source,
             "expected_outputs": "eager PyTorch model (float32)",
         }
         if converted.unverifiable_reason is None:
-            result = bundle_mod.run_bundle(bundle_path)
-            info["max_abs_error"] = result["max_abs_error"]
+            info["max_abs_error"] = bundle_mod.run_bundle(bundle_path)["max_abs_error"]
             info["checked_with"] = ExecuTorchRuntime().version()
+        else:
+            info["not_run_here"] = "this host's runtime cannot run the program's delegates"
         converted.details["bundle"] = info
         converted.extra_files.append(bundle_path)
 

@@ -14,7 +14,9 @@ def to_float_io(model_bytes: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    # read_model_from_bytearray inlines buffers stored after the flatbuffer (offset/size),
+    # which ai-edge-quantizer writes for larger models; re-packing without that would drop them
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
     integer_types = {getattr(fb.TensorType, t) for t in _INTEGER_TYPES}
 
     def opcode(builtin: int) -> int:

@@ -18,7 +18,9 @@ def embed(model_bytes: bytes, info: dict[str, Any]) -> bytes:
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    # read_model_from_bytearray inlines buffers stored after the flatbuffer (offset/size),
+    # which ai-edge-quantizer writes for larger models; re-packing without that would drop them
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
     buffer = fb.BufferT()
     buffer.data = list(json.dumps(info, sort_keys=False, default=str).encode())
     model.buffers.append(buffer)

@@ -159,3 +159,26 @@ def test_devices_lists_the_attached_phone(fake_tools, capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("adb:R58M123ABC"))
     assert row.split()[1:5] == ["adb", "ready", "Pixel", "7"]
+
+
+def test_adb_devices_listing_states():
+    """`adb devices -l` as adb 1.0.41 formats it (serial padded to 22 columns, then state and
+    key:value properties); the "no permissions" wording is the one adb prints on Linux without udev rules."""
+    from edgekit.bench.devices.adb import parse_adb_devices
+
+    text = (
+        "List of devices attached\n"
+        "R58M123ABC             device usb:1-1 product:beyond1ltexx model:SM_G973F device:beyond1 transport_id:1\n"
+        "emulator-5554          unauthorized transport_id:2\n"
+        "0123456789ABCDEF       offline usb:1-2 transport_id:3\n"
+        "ZY22ABCDEF             no permissions (missing udev rules? user is in the plugdev group); "
+        "see [http://developer.android.com/tools/device.html] usb:1-3 transport_id:4\n\n"
+    )
+    rows = parse_adb_devices(text)
+    assert [(r["id"], r["state"], r["model"]) for r in rows] == [
+        ("adb:R58M123ABC", "ready", "SM G973F"),
+        ("adb:emulator-5554", "unauthorized", None),
+        ("adb:0123456789ABCDEF", "offline", None),
+        ("adb:ZY22ABCDEF", "no-permissions", None),
+    ]
+    assert rows[3]["detail"].startswith("no permissions (missing udev rules?")

@@ -45,11 +45,14 @@ def test_measure_on_a_board_and_the_host_in_parallel(sshd, board_spec, board_dir
     assert not list(folder.glob("run-*"))  # this run's scratch folder is gone
 
 
-def test_a_user_at_host_port_device_string(sshd, tflite_artifacts, board_dir):
+def test_a_user_at_host_port_device_string_and_real_data(sshd, tflite_artifacts, board_dir, tmp_path):
+    data = tmp_path / "inputs.npz"  # copied to the board with the artifact
+    numpy.savez(data, x=numpy.random.default_rng(0).standard_normal((5, 1, 3, 32, 32)).astype(numpy.float32))
     spec = f"{sshd.url_spec}?python={sys.executable}&dir={board_dir}"
-    (record,) = run_bench([tflite_artifacts["fp32"]], [spec], runs=5, warmup=0, ssh_config=str(sshd.client_config),
-                          peak=False)
+    (record,) = run_bench([tflite_artifacts["fp32"]], [spec], runs=5, warmup=0, data=str(data),
+                          ssh_config=str(sshd.client_config), peak=False)
     assert record["status"] == "ok", record["error"]
+    assert record["settings"]["inputs"] == str(data)
     assert record["device"]["id"] == f"ssh://{sshd.user}@127.0.0.1:{sshd.port}"
     assert record["compute"]["peak_gflops"] is None  # --no-peak
 

@@ -21,6 +21,7 @@ from edgekit.cli import main
 from edgekit.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VERIFY_FAILED, DeviceError, UsageError
 from edgekit.options import DynamicAxis
 from edgekit.targets.coreml import CoreMLTarget, analysis
+from edgekit.targets.coreml import convert as convert_steps
 from edgekit.targets.coreml.runtime import NOT_ON_THIS_HOST, CoreMLRuntime
 from edgekit.targets.coreml.settings import CoreMLSettings
 from edgekit.ui import Reporter
@@ -66,6 +67,11 @@ class ErfinvNet(nn.Module):
 def erfinv_net():
     torch.manual_seed(0)
     return ErfinvNet().eval()
+
+
+def softmax_cnn():
+    """A classifier that already ends in softmax: its output is the probabilities."""
+    return nn.Sequential(models.small_cnn(), nn.Softmax(dim=-1)).eval()
 
 
 def _convert(tmp_path, name, precision=None, *, factory=None, inputs=None, **kw):
@@ -238,6 +244,19 @@ def test_legacy_mlmodel_with_image_classifier(tmp_path):
     assert details["weights"]["by_kind"] == {"quantized": details["weights"]["total"]}
     assert _details(art)["image_input"]["normalization_in_graph"] is False
     assert [o["name"] for o in art.manifest["outputs"]] == ["output_0"] and art.manifest["outputs"][0]["shape"] == [1, 10]
+    info = CoreMLTarget().inspect(art.path)
+    assert info["summary"]["format"] == "neural network (.mlmodel, neuralNetworkClassifier)"
+    assert info["summary"]["classifier"] == "classLabel + classLabel_probs" and info["summary"]["image inputs"] == "x (BGR)"
+    assert info["ops"]["innerProduct"] == 1 and info["ops"]["softmaxND"] == 1
+
+
+def test_classifier_keeps_probabilities_it_already_has(tmp_path):
+    art = _convert(tmp_path, "softmax_cnn", "none", factory="tests.targets.test_coreml:softmax_cnn",
+                   inputs=models.INPUT_SPECS["small_cnn"], labels=LABELS)
+    assert _details(art)["classifier"]["softmax_added"] is False
+    spec = analysis.read_spec(art.path)
+    assert convert_steps._probabilities_source(spec) == "relu"  # an identity on probabilities, not a second softmax
+    assert _details(art)["ops"]["softmax"] == 1
 
 
 @pytest.mark.parametrize("precision", ["fp16", "palettize6"])

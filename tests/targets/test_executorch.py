@@ -316,7 +316,8 @@ def test_int8_int4_on_the_transformer(model_files, calibration_files, fp32, tmp_
         "encoder.layers.0.self_attn.out_proj (inside MultiheadAttention)",
         "encoder.layers.1.self_attn.out_proj (inside MultiheadAttention)",
     ]
-    assert art.size_bytes < 0.8 * fp32["tiny_transformer"].size_bytes
+    # the attention in/out projections (a third of the weights) stay float32 in this toy model
+    assert art.size_bytes < 0.85 * fp32["tiny_transformer"].size_bytes
 
 
 @pytest.mark.slow
@@ -385,8 +386,11 @@ def test_delegate_none_runs_on_portable_kernels(model_files, tmp_path, capsys):
 def test_vulkan_is_lowered_but_unverified_here(model_files, tmp_path):
     art = edgekit.convert(model_files["small_cnn"], target="executorch", arch=models.FACTORIES["small_cnn"],
                           inputs=["x:1x3x32x32"], output_dir=str(tmp_path),
-                          target_options={"executorch": {"delegate": "vulkan"}})[0]
+                          target_options={"executorch": {"delegate": "vulkan", "bundle": True}})[0]
     assert art.status == "unverified"
+    bundle = art.manifest["target_details"]["bundle"]  # written for the device, not run here
+    assert bundle["test_cases"] == 8 and "max_abs_error" not in bundle and "not_run_here" in bundle
+    assert os.path.exists(art.path[: -len(".pte")] + ".bpte")
     (reason,) = art.parity["reasons"]
     assert reason.startswith("VulkanBackend runs only on GPUs with Vulkan") and "XnnpackBackend" in reason
     report = art.manifest["target_details"]["delegation"]
@@ -425,7 +429,9 @@ def test_usage_errors_exit_2(model_files, tmp_path, capsys):
     assert main(base + ["--delegate", "mps"]) == EXIT_USAGE
     assert "error: --delegate mps: the installed executorch (1.5.1) has no MPSBackend" in capsys.readouterr().err
     assert main(base + ["--delegate", "none", "--quantize", "int8-dynamic"]) == EXIT_USAGE
-    assert "use --delegate xnnpack" in capsys.readouterr().err
+    assert "no quantized ops; use --delegate xnnpack" in capsys.readouterr().err
+    assert main(base + ["--delegate", "coreml", "--quantize", "int8-int4"]) == EXIT_USAGE
+    assert "coreml takes none and fp16; use --delegate xnnpack" in capsys.readouterr().err
     assert main(base + ["--quantize", "palettize4"]) == EXIT_USAGE
     assert "does not support --quantize palettize4; it supports: none, fp16, int8, int8-dynamic, int8-int4" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []  # nothing half-written

@@ -1,0 +1,258 @@
+"""The baselines: each library called directly, the way its own documentation shows, with its defaults.
+
+What a user gets without edgekit. Each recipe takes the eager model, its example inputs (torch tensors)
+and real calibration samples (tuples of numpy arrays), writes one artifact and returns its path. The
+recipes import their library inside the function: the suite times conversions with imports already
+warm on both sides, and ``python -m benchmarks.suite.direct`` runs one recipe in a fresh process (the
+``--target all`` comparison, where imports count as a user pays them).
+
+    python -m benchmarks.suite.direct --model benchmarks.models:efficientnet_lite0 -i x:1x3x224x224 \
+        --target tflite --precision none --out /tmp/direct.tflite [--calibration calib.npz]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Callable, Sequence
+
+# (target, precision) -> what the recipe calls, shown in RESULTS.md
+RECIPES: dict[tuple[str, str], str] = {
+    ("tflite", "none"): "litert_torch.convert(model, args).export(path)",
+    ("tflite", "int8"): "litert-torch PT2E: PT2EQuantizer(get_symmetric_quantization_config(is_per_channel=True)), "
+                        "prepare_pt2e, calibrate, convert_pt2e(fold_quantize=False), litert_torch.convert(quant_config=...)",
+    ("onnx", "none"): "torch.onnx.export(model, args, path) (dynamo exporter, torch's defaults)",
+    ("onnx", "int8"): "torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) "
+                      "with its defaults (QDQ, per-tensor, QInt8, MinMax)",
+    ("executorch", "none"): "to_edge_transform_and_lower(torch.export.export(model, args), partitioner=[XnnpackPartitioner()]).to_executorch()",
+    ("executorch", "int8"): "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True)), prepare_pt2e, calibrate, "
+                            "convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])",
+    ("torchscript-lite", "none"): "torch.jit.trace, optimize_for_mobile (only where torch has XNNPACK; this one has not), "
+                                  "_save_for_lite_interpreter (plus an I/O description in _extra_files, for the shared runtime)",
+    ("torchscript-lite", "int8-dynamic"): "torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), "
+                                          "then the same as FP32",
+    ("coreml", "none"): "ct.convert(torch.export.export(model, args), compute_precision=ct.precision.FLOAT32)",
+    ("coreml", "fp16"): "ct.convert(torch.export.export(model, args)) (its default: ML Program, float16)",
+    ("coreml", "int8-weight-only"): "ct.convert defaults, then ct.optimize.coreml.linear_quantize_weights(mlmodel, "
+                                    "OptimizationConfig(OpLinearQuantizerConfig(mode='linear_symmetric')))",
+}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript-lite": ".ptl", "coreml": ".mlpackage"}
+# the libraries each recipe uses, imported before timing starts
+IMPORTS = {
+    "tflite": ("litert_torch", "torchao.quantization.pt2e.quantize_pt2e", "litert_torch.quantize.pt2e_quantizer"),
+    "onnx": ("onnx", "onnxscript", "onnxruntime.quantization", "torch.onnx"),
+    "executorch": ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner",
+                   "executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "torchao.quantization.pt2e.quantize_pt2e"),
+    "torchscript-lite": ("torch.utils.mobile_optimizer",),
+    "coreml": ("coremltools", "coremltools.optimize.coreml"),
+}
+
+
+def warm_imports(target: str) -> None:
+    import importlib
+
+    for name in IMPORTS[target]:
+        importlib.import_module(name)
+
+
+def _tensors(sample):
+    import numpy as np
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
+
+
+def tflite_none(model, args, calibration, path):
+    import litert_torch
+
+    litert_torch.convert(model, args).export(path)
+
+
+def tflite_int8(model, args, calibration, path):
+    import litert_torch
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    prepared = prepare_pt2e(torch.export.export(model, args).module(), quantizer)
+    with torch.no_grad():
+        for sample in calibration:
+            prepared(*_tensors(sample))
+    quantized = convert_pt2e(prepared, fold_quantize=False)
+    litert_torch.convert(quantized, args, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(path)
+
+
+def onnx_none(model, args, calibration, path):
+    import torch
+
+    torch.onnx.export(model, args, path)
+
+
+def onnx_int8(model, args, calibration, path):
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    float_path, pre_path = path + ".float.onnx", path + ".pre.onnx"
+    onnx_none(model, args, None, float_path)
+    quant_pre_process(float_path, pre_path)  # what onnxruntime's quantization guide runs first
+    names = [i.name for i in ort.InferenceSession(pre_path, providers=["CPUExecutionProvider"]).get_inputs()]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{n: np.ascontiguousarray(a) for n, a in zip(names, s)} for s in calibration])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(pre_path, path, Reader())
+    for leftover in (float_path, pre_path, float_path + ".data", pre_path + ".data"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
+def _executorch(program, path):
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    et_program = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+    with open(path, "wb") as fh:
+        fh.write(et_program.buffer)
+
+
+def executorch_none(model, args, calibration, path):
+    import torch
+
+    _executorch(torch.export.export(model, args), path)
+
+
+def executorch_int8(model, args, calibration, path):
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(model, args).module(), quantizer)
+    with torch.no_grad():
+        for sample in calibration:
+            prepared(*_tensors(sample))
+    _executorch(torch.export.export(convert_pt2e(prepared), args), path)
+
+
+def _lite(module, args, path):
+    import json
+
+    import torch
+    from torch.utils.mobile_optimizer import optimize_for_mobile
+
+    traced = torch.jit.trace(module, args)
+    # A .ptl carries no I/O description; the shared runtime (and `edgekit bench`) reads one from the
+    # archive's extra files. The program itself is untouched by it.
+    out = traced(*args)
+    io = {"inputs": [{"name": f"input_{i}", "shape": list(a.shape), "dtype": str(a.dtype).replace("torch.", "")}
+                     for i, a in enumerate(args)],
+          "outputs": [{"name": "output_0", "shape": list(out.shape), "dtype": str(out.dtype).replace("torch.", "")}]}
+    # optimize_for_mobile needs a torch built with XNNPACK; on one without, it raises an internal
+    # assert, and the documented fallback is to save the traced module as it is
+    final = optimize_for_mobile(traced) if torch.backends.xnnpack.enabled else traced
+    final._save_for_lite_interpreter(path, _extra_files={"edgekit.json": json.dumps(io)})
+
+
+def ptl_none(model, args, calibration, path):
+    _lite(model, args, path)
+
+
+def ptl_int8_dynamic(model, args, calibration, path):
+    import torch
+
+    _lite(torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), args, path)
+
+
+def _coreml(model, args, **kwargs):
+    import coremltools as ct
+    import torch
+
+    return ct.convert(torch.export.export(model, args), **kwargs)
+
+
+def coreml_none(model, args, calibration, path):
+    import coremltools as ct
+
+    _coreml(model, args, compute_precision=ct.precision.FLOAT32).save(path)
+
+
+def coreml_fp16(model, args, calibration, path):
+    _coreml(model, args).save(path)
+
+
+def coreml_int8_weight_only(model, args, calibration, path):
+    import coremltools.optimize.coreml as cto
+
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+    cto.linear_quantize_weights(_coreml(model, args), config).save(path)
+
+
+CONVERT: dict[tuple[str, str], Callable] = {
+    ("tflite", "none"): tflite_none,
+    ("tflite", "int8"): tflite_int8,
+    ("onnx", "none"): onnx_none,
+    ("onnx", "int8"): onnx_int8,
+    ("executorch", "none"): executorch_none,
+    ("executorch", "int8"): executorch_int8,
+    ("torchscript-lite", "none"): ptl_none,
+    ("torchscript-lite", "int8-dynamic"): ptl_int8_dynamic,
+    ("coreml", "none"): coreml_none,
+    ("coreml", "fp16"): coreml_fp16,
+    ("coreml", "int8-weight-only"): coreml_int8_weight_only,
+}
+
+
+def convert(target: str, precision: str, model, args: tuple, calibration: Sequence[tuple], path: str) -> str:
+    """Write ``path`` with the library's own recipe; returns it. Raises whatever the library raises."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    CONVERT[(target, precision)](model, args, calibration, path)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="module:factory")
+    parser.add_argument("-i", "--input", action="append", required=True, metavar="NAME:SHAPE[:DTYPE]")
+    parser.add_argument("--target", required=True, choices=sorted(SUFFIX))
+    parser.add_argument("--precision", default="none")
+    parser.add_argument("--calibration", help=".npz with one array per input name (int8 recipes)")
+    parser.add_argument("--calibration-samples", type=int, default=100)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    import importlib
+
+    import numpy as np
+    import torch
+
+    from edgekit.options import InputSpec
+
+    specs = [InputSpec.parse(text) for text in args.input]
+    module_name, _, factory = args.model.partition(":")
+    model = getattr(importlib.import_module(module_name), factory)().eval()
+    calibration = []
+    if args.calibration:
+        with np.load(args.calibration) as data:
+            arrays = [data[s.name][: args.calibration_samples] for s in specs]
+        calibration = [tuple(a[i : i + 1] for a in arrays) for i in range(len(arrays[0]))]
+    # a real sample where there is one: tracing converters may bake in what the values select
+    example = _tensors(calibration[0]) if calibration else tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
+    convert(args.target, args.precision, model, example, calibration, args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""RESULTS.md and the plots, from the results document the suite writes (benchmarks/results/results.json).
+
+Judging is done here, once: which of the issue's targets each row reaches, written as
+"reached" / "NOT reached" with the numbers, and which edgekit rows missed their parity target
+without edgekit failing them (exit code 1).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# The issue's targets (issue 8), in one place.
+INT8_TOP1 = 0.99
+INT8_ACCURACY_DROP = 0.01
+INT8_SIZE_RATIO = 0.30
+LATENCY_RATIO = 1.0
+TARGET_ALL_RATIO = 0.70
+INTEGER_PRECISIONS = ("int8", "int8-dynamic")  # precisions the INT8 targets apply to
+
+
+def _mb(n) -> str:
+    return "" if n is None else (f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB")
+
+
+def _f(v, digits=4) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _ms(v) -> str:
+    return "" if v is None else (f"{v:.2f}" if v >= 1 else f"{v:.3f}")
+
+
+def find(rows, **match) -> dict | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def size_ratio(rows, row) -> float | None:
+    fp32 = find(rows, target=row["target"], tool=row["tool"], precision="none")
+    if not fp32 or not fp32.get("size_bytes") or not row.get("size_bytes"):
+        return None
+    return row["size_bytes"] / fp32["size_bytes"]
+
+
+def latency_ratio(rows, row) -> float | None:
+    other = find(rows, target=row["target"], precision=row["precision"], tool="direct")
+    mine = (row.get("bench") or {}).get("p50_ms")
+    theirs = ((other or {}).get("bench") or {}).get("p50_ms")
+    return mine / theirs if mine and theirs else None
+
+
+def noise(rows, row) -> float | None:
+    """Round-to-round spread of the two artifacts' p50 (max/min - 1): how much a ratio can move by chance."""
+    other = find(rows, target=row["target"], precision=row["precision"], tool="direct")
+    spreads = []
+    for r in (row, other):
+        values = ((r or {}).get("bench") or {}).get("rounds_p50_ms") or []
+        if len(values) > 1:
+            spreads.append(max(values) / min(values) - 1)
+    return max(spreads) if spreads else None
+
+
+def _verdict(row) -> str:
+    if row["tool"] != "edgekit":
+        return ""
+    status = row.get("status")
+    return f"{status} (exit {row.get('exit_code')})" if status else ""
+
+
+def model_table(model: dict) -> list[str]:
+    rows = model["rows"]
+    acc = model.get("fp32_accuracy") is not None
+    head = ["target", "precision", "tool", "size", "x FP32 size", "cosine", "top-1 agr."] + (["accuracy"] if acc else []) + \
+           ["p50 ms", "p90 ms", "p50 edgekit/direct", "peak RSS", "convert s", "edgekit verify"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        p = row.get("parity") or {}
+        b = row.get("bench") or {}
+        ratio = latency_ratio(rows, row) if row["tool"] == "edgekit" else None
+        sr = size_ratio(rows, row)
+        if row.get("error") and not row.get("path"):
+            cells = [row["target"], row["precision"], row["tool"], f"not converted: {row['error'][:140]}"] + [""] * (len(head) - 4)
+            if row["tool"] == "edgekit":
+                cells[-1] = _verdict(row)
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+            continue
+        not_here = row["target"] == "coreml" and not p
+        cells = [
+            row["target"], row["precision"], row["tool"], _mb(row.get("size_bytes")),
+            "" if sr is None or row["precision"] == "none" else f"{sr:.2f}x",
+            "n/a on Linux" if not_here else _f(p.get("cosine"), 5),
+            "n/a on Linux" if not_here else _f(p.get("top1")),
+        ]
+        if acc:
+            cells.append("n/a on Linux" if not_here else _f(p.get("accuracy")))
+        cells += [
+            "n/a on Linux" if not_here else (_ms(b.get("p50_ms")) or row.get("bench_error", "")[:80]),
+            "" if not_here else _ms(b.get("p90_ms")),
+            "" if ratio is None else f"{ratio:.2f}",
+            "" if not b.get("peak_rss_bytes") else _mb(b["peak_rss_bytes"]),
+            _f(row.get("convert_s"), 1),
+            _verdict(row),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def judge(doc: dict) -> list[dict[str, Any]]:
+    """One entry per check: what, the numbers, reached or not, and why where known."""
+    from edgekit.options import get_precision
+
+    checks = []
+    for model in doc["models"]:
+        rows, name = model["rows"], model["name"]
+        for row in rows:
+            if row["tool"] != "edgekit":
+                continue
+            p = row.get("parity") or {}
+            where = f"{name} {row['target']} {row['precision']}"
+            if row.get("error") and not row.get("path"):
+                checks.append({"check": "converts", "where": where, "value": row["error"][:200], "reached": False})
+                continue
+            if row["precision"] in INTEGER_PRECISIONS or row["precision"] == "int8":
+                if p:
+                    checks.append({"check": "INT8 top-1 agreement >= 99 %", "where": where, "value": f"{p['top1']:.4f}",
+                                   "reached": p["top1"] >= INT8_TOP1})
+                    if p.get("accuracy") is not None and model.get("fp32_accuracy") is not None:
+                        drop = model["fp32_accuracy"] - p["accuracy"]
+                        checks.append({"check": "INT8 accuracy loss <= 1 point", "where": where,
+                                       "value": f"{100 * drop:+.2f} points ({model['fp32_accuracy']:.4f} -> {p['accuracy']:.4f})",
+                                       "reached": drop <= INT8_ACCURACY_DROP})
+                elif row["target"] == "coreml":
+                    checks.append({"check": "INT8 top-1 agreement >= 99 %", "where": where, "value": "n/a on Linux",
+                                   "reached": None})
+                sr = size_ratio(rows, row)
+                if sr is not None:
+                    checks.append({"check": "INT8 size <= 0.3x FP32", "where": where, "value": f"{sr:.3f}x",
+                                   "reached": sr <= INT8_SIZE_RATIO})
+            ratio = latency_ratio(rows, row)
+            if ratio is not None:
+                spread = noise(rows, row)
+                checks.append({"check": "latency edgekit/direct <= 1.0", "where": where,
+                               "value": f"{ratio:.3f}" + (f" (round-to-round noise {100 * spread:.0f} %)" if spread is not None else ""),
+                               "reached": ratio <= LATENCY_RATIO})
+            if p and row["target"] != "coreml":
+                tol = get_precision(row["precision"]).tolerance
+                missed = p["cosine"] < tol.cosine or p["top1"] < tol.top1 or p["cosine"] != p["cosine"]
+                if missed:
+                    caught = row.get("exit_code") == 1
+                    checks.append({"check": "a parity miss is caught by edgekit (exit 1)", "where": where,
+                                   "value": f"suite: cosine {p['cosine']:.5f}, top-1 {p['top1']:.4f} vs tolerance "
+                                            f"cosine {tol.cosine}, top-1 {tol.top1}; edgekit: {row.get('status')} (exit {row.get('exit_code')})",
+                                   "reached": caught})
+    for entry in doc.get("target_all", []):
+        if entry.get("ratio") is not None:
+            checks.append({"check": "--target all <= 0.7x the sum of direct conversions", "where": entry["model"],
+                           "value": f"{entry['ratio']:.2f} ({entry['edgekit_s']:.0f} s vs {entry['direct_sum_s']:.0f} s)",
+                           "reached": entry["ratio"] <= TARGET_ALL_RATIO})
+    failing = doc.get("failing_check")
+    if failing:
+        checks.append({"check": "a deliberately failing precision exits 1", "where": failing["what"],
+                       "value": f"exit {failing['exit_code']}: {failing.get('line', '')[:200]}", "reached": failing["exit_code"] == 1})
+    return checks
+
+
+def plots(doc: dict, folder: str) -> list[str]:
+    """One PNG per model (size, and host p50, edgekit beside direct), and one for --target all."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for model in doc["models"]:
+        rows = model["rows"]
+        keys = list(dict.fromkeys((r["target"], r["precision"]) for r in rows))
+        labels = [f"{t}\n{'fp32' if p == 'none' else p}" for t, p in keys]
+        fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(keys) * 2), 4.2))
+        for ax, metric, title in ((axes[0], "size", "artifact size (MB)"), (axes[1], "p50", "host p50 latency (ms), lower is better")):
+            for offset, tool, color in ((-0.2, "edgekit", "#1f77b4"), (0.2, "direct", "#ff7f0e")):
+                values = []
+                for t, p in keys:
+                    r = find(rows, target=t, precision=p, tool=tool) or {}
+                    v = (r.get("size_bytes") or 0) / 1e6 if metric == "size" else ((r.get("bench") or {}).get("p50_ms") or 0)
+                    values.append(v)
+                ax.bar([i + offset for i in range(len(keys))], values, width=0.4, label=tool if tool == "edgekit" else "library directly", color=color)
+            ax.set_xticks(range(len(keys)))
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(model["title"], fontsize=10)
+        fig.tight_layout()
+        path = os.path.join(folder, f"{model['name']}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    if doc.get("target_all"):
+        entries = [e for e in doc["target_all"] if e.get("ratio") is not None]
+        if entries:
+            fig, ax = plt.subplots(figsize=(6, 3.2))
+            for i, e in enumerate(entries):
+                bottom = 0.0
+                for name, seconds in e["direct_s"].items():
+                    ax.bar(i - 0.2, seconds, 0.4, bottom=bottom, color="#ff7f0e", edgecolor="white")
+                    ax.text(i - 0.2, bottom + seconds / 2, name, ha="center", va="center", fontsize=6)
+                    bottom += seconds
+                ax.bar(i + 0.2, e["edgekit_s"], 0.4, color="#1f77b4")
+                ax.text(i + 0.2, e["edgekit_s"], f"{e['ratio']:.2f}x", ha="center", va="bottom", fontsize=8)
+            ax.set_xticks(range(len(entries)))
+            ax.set_xticklabels([e["model"] for e in entries], fontsize=8)
+            ax.set_ylabel("wall seconds (fresh processes)")
+            ax.set_title("edgekit convert --target all (blue) vs each library directly, summed (orange)", fontsize=8)
+            fig.tight_layout()
+            path = os.path.join(folder, "target_all.png")
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
+    checks = judge(doc)
+    images = plots(doc, plot_folder)
+    rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(md_path)))  # noqa: E731
+    m = doc["machine"]
+    out = [
+        "# edgekit on real models, beside the libraries called directly",
+        "",
+        "Written by `python -m benchmarks` (benchmarks/__main__.py); do not edit by hand.",
+        "",
+        f"- command: `{doc['command']}`",
+        f"- date: {doc['started']} (UTC); suite wall time {doc['wall_s'] / 60:.1f} min",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB, {m['os']}; load average "
+        f"{m['load_start']:.1f} at the start, {m['load_end']:.1f} at the end (the machine is shared: compare ratios "
+        "measured in the same run, not absolute times across runs)",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()),
+        f"- latency: `edgekit bench` (run_bench on host, {doc['settings']['threads']} threads, {doc['settings']['warmup']} warm-up + "
+        f"{doc['settings']['runs']} timed runs per round, {doc['settings']['rounds']} rounds in alternating order, seeded random "
+        "inputs); p50/p90 are the mean over rounds; peak RSS is the measuring process's peak resident memory",
+        "- parity: every artifact runs the whole evaluation set through edgekit's runtime for its format (LiteRT interpreter, "
+        "onnxruntime CPU, ExecuTorch runtime, lite interpreter) and is compared with eager FP32 PyTorch: cosine over all "
+        "logits, top-1 agreement, and test accuracy where the data has labels. Independently, edgekit verifies its own "
+        "artifact while converting (its verdict and the CLI exit code are in the last column)",
+        "- convert s: in-process wall time with the library already imported, each side with a fresh copy of the model; "
+        "edgekit's includes loading the data, the shared export and its verification",
+        "",
+    ]
+    if doc.get("quick"):
+        out += ["**Quick run (--quick): reduced data, not the published numbers.**", ""]
+    out += ["## Targets", "", "| check | where | value | |", "|---|---|---|---|"]
+    for c in checks:
+        mark = "n/a" if c["reached"] is None else ("reached" if c["reached"] else "**NOT reached**")
+        out.append(f"| {c['check']} | {c['where']} | {c['value']} | {mark} |")
+    reached = sum(1 for c in checks if c["reached"])
+    missed = [c for c in checks if c["reached"] is False]
+    out += ["", f"{reached} of {sum(1 for c in checks if c['reached'] is not None)} checks reached; "
+            f"{len(missed)} not reached." + (" Why, where known: see the notes below." if missed else ""), ""]
+    if doc.get("notes"):
+        out += ["### Notes", ""] + [f"- {n}" for n in doc["notes"]] + [""]
+    for model in doc["models"]:
+        out += [f"## {model['title']}", ""]
+        out += [f"- data: {n}" for n in model["data_notes"]]
+        if model.get("fp32_accuracy") is not None:
+            out.append(f"- eager FP32 PyTorch test accuracy: {model['fp32_accuracy']:.4f}")
+        out.append("")
+        out += model_table(model)
+        image = os.path.join(plot_folder, f"{model['name']}.png")
+        if image in images:
+            out += ["", f"![{model['name']}]({rel(image)})"]
+        out.append("")
+    if doc.get("target_all"):
+        out += ["## `edgekit convert --target all` against each library directly", "",
+                "Fresh processes (imports and model loading counted, as a user pays them). edgekit converts to every "
+                "installed target at each target's default precision and verifies each artifact (its defaults); the "
+                "direct side is `python -m benchmarks.suite.direct` once per target with the same precision.", "",
+                "| model | edgekit --target all | direct, summed | ratio | per target (direct) | edgekit statuses |", "|---|---|---|---|---|---|"]
+        for e in doc["target_all"]:
+            if e.get("error"):
+                out.append(f"| {e['model']} | error: {e['error'][:200]} | | | | |")
+                continue
+            per = ", ".join(f"{k} {v:.0f} s" for k, v in e["direct_s"].items())
+            statuses = ", ".join(f"{k} {v}" for k, v in e["statuses"].items())
+            out.append(f"| {e['model']} | {e['edgekit_s']:.0f} s | {e['direct_sum_s']:.0f} s | {e['ratio']:.2f} | {per} | {statuses} |")
+        image = os.path.join(plot_folder, "target_all.png")
+        if image in images:
+            out += ["", f"![target all]({rel(image)})"]
+        out.append("")
+    failing = doc.get("failing_check")
+    if failing:
+        out += ["## A precision that misses parity is not shipped as passed", "",
+                f"`{failing['command']}`", "", f"exit code {failing['exit_code']}; edgekit printed:", "", "```",
+                *failing.get("output", "").strip().splitlines()[-12:], "```", ""]
+    out += ["## The direct recipes", "", "What \"the library directly\" means in each row: its documented entry point with "
+            "its defaults, on the same model, example inputs and calibration samples.", "",
+            "| target | precision | recipe |", "|---|---|---|"]
+    from benchmarks.suite.cases import DIRECT_MISSING
+    from benchmarks.suite.direct import RECIPES
+
+    used = list(dict.fromkeys((r["target"], r["precision"]) for m in doc["models"] for r in m["rows"]))
+    for key in used:
+        recipe = RECIPES.get(key) or (f"none: {DIRECT_MISSING[key]}" if key in DIRECT_MISSING else "none")
+        out.append(f"| {key[0]} | {key[1]} | {recipe} |")
+    out.append("")
+    with open(md_path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(out))
+    os.replace(md_path + ".tmp", md_path)
+    return checks
