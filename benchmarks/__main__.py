@@ -74,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="RESULTS.md to write (default: benchmarks/RESULTS.md for the full suite, "
                    "else RESULTS.md in the work folder); plots and results.json go to results/ beside it")
     p.add_argument("--work", default=None, help="folder for artifacts (default: a new temporary folder)")
+    p.add_argument("--report-only", metavar="RESULTS_JSON",
+                   help="measure nothing: rewrite --out (default benchmarks/RESULTS.md) and its plots from a results.json")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -97,6 +99,14 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = parse_args(argv)
     from benchmarks.suite import report
+
+    if args.report_only:
+        with open(args.report_only, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        out = args.out or os.path.join(HERE, "RESULTS.md")
+        report.write(doc, out, os.path.join(os.path.dirname(os.path.abspath(out)), "results"))
+        print(f"wrote {out} from {args.report_only}")
+        return 0
     from benchmarks.suite.cases import CASES, PRECISIONS
     from benchmarks.suite.measure import measure_case
     from benchmarks.suite.target_all import failing_check, target_all

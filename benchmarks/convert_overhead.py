@@ -77,14 +77,20 @@ def main() -> None:
         common = [sys.executable, "-m", "edgekit", "convert", "--model", args.model, "-i", args.input, "-o", work,
                   "--overwrite", "-q", "--quantize", precision]
         if precision == "int8":
-            common += ["--calibration", calib, "--calibration-samples", str(args.samples)]
-        best = {"direct": [], "noverify": [], "verify": []}
+            # the same work as the direct script: the PT2E route only (auto builds both routes)
+            common += ["--calibration", calib, "--calibration-samples", str(args.samples), "--tflite-int8-route", "pt2e"]
+        best = {"direct": [], "noverify": [], "verify": [], "auto": []}
         for _ in range(args.repeat):
             best["direct"].append(timed([sys.executable, "-c", direct_src]))
             best["noverify"].append(timed(common + ["--no-verify"]))
             best["verify"].append(timed(common))
+            if precision == "int8":
+                best["auto"].append(timed(common[:-2] + ["--no-verify"]))
         d, n, v = (min(best[k]) for k in ("direct", "noverify", "verify"))
         print(f"{precision:10s} {d:12.1f}s {n:19.1f}s {n / d:6.2f} {v:16.1f}s {v / d:6.2f}")
+        if best["auto"]:
+            a = min(best["auto"])
+            print(f"{'':10s} int8 route auto (builds PT2E and ai-edge-quantizer, keeps the closer): {a:.1f}s, {a / d:.2f}x direct")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,10 @@ def main() -> None:
         module, config = pt2e_int8_module(_Prepared(), [(x[None],) for x in calib])
         pt2e_path = os.path.join(work, f"{name}_pt2e.tflite")
         litert_torch.convert(module, example, quant_config=config).export(pt2e_path)
-        open(pt2e_path, "wb").write(to_float_io(open(pt2e_path, "rb").read()))
+        with open(pt2e_path, "rb") as fh:
+            int8_io = fh.read()
+        with open(pt2e_path, "wb") as fh:
+            fh.write(to_float_io(int8_io))
         for route, path in (("ai-edge-quantizer static", aeq_path), ("PT2E (edgekit)", pt2e_path)):
             out = _run(path, held)
             top1 = float(np.mean(out.argmax(-1) == reference.argmax(-1)))

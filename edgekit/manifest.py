@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from edgekit.errors import OutputError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional extra_files (files shipped beside the artifact)
 MANIFEST_SUFFIX = ".edgekit.json"
 STATUSES = ("passed", "failed", "unverified", "skipped")
 

@@ -22,25 +22,32 @@ RECIPES: dict[tuple[str, str], str] = {
     ("tflite", "none"): "litert_torch.convert(model, args).export(path)",
     ("tflite", "int8"): "litert-torch PT2E: PT2EQuantizer(get_symmetric_quantization_config(is_per_channel=True)), "
                         "prepare_pt2e, calibrate, convert_pt2e(fold_quantize=False), litert_torch.convert(quant_config=...)",
+    ("tflite", "int8-dynamic"): "litert_torch.convert, then ai-edge-quantizer: Quantizer(float_model), "
+                                "load_quantization_recipe(recipe.dynamic_wi8_afp32()), quantize().export_model(path)",
+    ("tflite", "int8-weight-only"): "litert_torch.convert, then ai-edge-quantizer with recipe.weight_only_wi8_afp32()",
     ("onnx", "none"): "torch.onnx.export(model, args, path) (dynamo exporter, torch's defaults)",
     ("onnx", "int8"): "torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) "
                       "with its defaults (QDQ, per-tensor, QInt8, MinMax)",
+    ("onnx", "int8-dynamic"): "torch.onnx.export, then onnxruntime quant_pre_process and quantize_dynamic(model, out) "
+                              "with its defaults (QInt8 weights, per-tensor)",
     ("executorch", "none"): "to_edge_transform_and_lower(torch.export.export(model, args), partitioner=[XnnpackPartitioner()]).to_executorch()",
     ("executorch", "int8"): "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True)), prepare_pt2e, calibrate, "
                             "convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])",
+    ("executorch", "int8-dynamic"): "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)), "
+                                    "prepare_pt2e, one pass, convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])",
     ("torchscript-lite", "none"): "torch.jit.trace, optimize_for_mobile (only where torch has XNNPACK; this one has not), "
                                   "_save_for_lite_interpreter (plus an I/O description in _extra_files, for the shared runtime)",
     ("torchscript-lite", "int8-dynamic"): "torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), "
                                           "then the same as FP32",
-    ("coreml", "none"): "ct.convert(torch.export.export(model, args), compute_precision=ct.precision.FLOAT32)",
-    ("coreml", "fp16"): "ct.convert(torch.export.export(model, args)) (its default: ML Program, float16)",
+    ("coreml", "none"): "ct.convert(torch.export.export(model, args).run_decompositions({}), compute_precision=ct.precision.FLOAT32)",
+    ("coreml", "fp16"): "ct.convert(torch.export.export(model, args).run_decompositions({})) (its default: ML Program, float16)",
     ("coreml", "int8-weight-only"): "ct.convert defaults, then ct.optimize.coreml.linear_quantize_weights(mlmodel, "
                                     "OptimizationConfig(OpLinearQuantizerConfig(mode='linear_symmetric')))",
 }
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript-lite": ".ptl", "coreml": ".mlpackage"}
 # the libraries each recipe uses, imported before timing starts
 IMPORTS = {
-    "tflite": ("litert_torch", "torchao.quantization.pt2e.quantize_pt2e", "litert_torch.quantize.pt2e_quantizer"),
+    "tflite": ("litert_torch", "ai_edge_quantizer", "torchao.quantization.pt2e.quantize_pt2e", "litert_torch.quantize.pt2e_quantizer"),
     "onnx": ("onnx", "onnxscript", "onnxruntime.quantization", "torch.onnx"),
     "executorch": ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner",
                    "executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "torchao.quantization.pt2e.quantize_pt2e"),
@@ -85,10 +92,47 @@ def tflite_int8(model, args, calibration, path):
     litert_torch.convert(quantized, args, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(path)
 
 
+def _ai_edge_quantizer(model, args, path, recipe_name: str):
+    from ai_edge_quantizer import quantizer, recipe
+
+    float_path = path + ".float.tflite"
+    tflite_none(model, args, None, float_path)
+    qt = quantizer.Quantizer(float_path)
+    qt.load_quantization_recipe(getattr(recipe, recipe_name)())
+    qt.quantize().export_model(path, overwrite=True)
+    os.remove(float_path)
+
+
+def tflite_int8_dynamic(model, args, calibration, path):
+    _ai_edge_quantizer(model, args, path, "dynamic_wi8_afp32")
+
+
+def tflite_int8_weight_only(model, args, calibration, path):
+    _ai_edge_quantizer(model, args, path, "weight_only_wi8_afp32")
+
+
 def onnx_none(model, args, calibration, path):
     import torch
 
     torch.onnx.export(model, args, path)
+
+
+def onnx_int8_dynamic(model, args, calibration, path):
+    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    float_path, pre_path = path + ".float.onnx", path + ".pre.onnx"
+    onnx_none(model, args, None, float_path)
+    quant_pre_process(float_path, pre_path)
+    quantize_dynamic(pre_path, path)
+    _remove(float_path, pre_path)
+
+
+def _remove(*paths):
+    for path in paths:
+        for leftover in (path, path + ".data"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
 
 
 def onnx_int8(model, args, calibration, path):
@@ -110,9 +154,7 @@ def onnx_int8(model, args, calibration, path):
             return next(self.feeds, None)
 
     quantize_static(pre_path, path, Reader())
-    for leftover in (float_path, pre_path, float_path + ".data", pre_path + ".data"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
+    _remove(float_path, pre_path)
 
 
 def _executorch(program, path):
@@ -144,10 +186,24 @@ def executorch_int8(model, args, calibration, path):
     _executorch(torch.export.export(convert_pt2e(prepared), args), path)
 
 
+def executorch_int8_dynamic(model, args, calibration, path):
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(torch.export.export(model, args).module(), quantizer)
+    with torch.no_grad():
+        prepared(*args)
+    _executorch(torch.export.export(convert_pt2e(prepared), args), path)
+
+
 def _lite(module, args, path):
     import json
 
     import torch
+    import torch.backends.xnnpack
     from torch.utils.mobile_optimizer import optimize_for_mobile
 
     traced = torch.jit.trace(module, args)
@@ -177,7 +233,8 @@ def _coreml(model, args, **kwargs):
     import coremltools as ct
     import torch
 
-    return ct.convert(torch.export.export(model, args), **kwargs)
+    # coremltools takes the ATen dialect: its guide runs run_decompositions({}) on the exported program
+    return ct.convert(torch.export.export(model, args).run_decompositions({}), **kwargs)
 
 
 def coreml_none(model, args, calibration, path):
@@ -200,10 +257,14 @@ def coreml_int8_weight_only(model, args, calibration, path):
 CONVERT: dict[tuple[str, str], Callable] = {
     ("tflite", "none"): tflite_none,
     ("tflite", "int8"): tflite_int8,
+    ("tflite", "int8-dynamic"): tflite_int8_dynamic,
+    ("tflite", "int8-weight-only"): tflite_int8_weight_only,
     ("onnx", "none"): onnx_none,
     ("onnx", "int8"): onnx_int8,
+    ("onnx", "int8-dynamic"): onnx_int8_dynamic,
     ("executorch", "none"): executorch_none,
     ("executorch", "int8"): executorch_int8,
+    ("executorch", "int8-dynamic"): executorch_int8_dynamic,
     ("torchscript-lite", "none"): ptl_none,
     ("torchscript-lite", "int8-dynamic"): ptl_int8_dynamic,
     ("coreml", "none"): coreml_none,

@@ -164,7 +164,7 @@ def _measure_case(case: Case, targets: list[str], work: str, settings: dict) -> 
             continue
         direct.warm_imports(target)
         runs_here = target != "coreml" or _coreml_executes()
-        chosen = (settings.get("precisions") or {}).get(target) or precisions_for(target, settings["quick"])
+        chosen = (settings.get("precisions") or {}).get(target) or precisions_for(case, target)
         for precision in chosen:
             sides = ["edgekit", "direct"] if row_index % 2 == 0 else ["direct", "edgekit"]
             row_index += 1

@@ -63,9 +63,12 @@ def target_all(case, files: dict, work: str, log=print) -> dict:
     return entry
 
 
-# A precision that misses parity on a real model: 4-bit channelwise weights on EfficientNet-Lite0's
-# depthwise convolutions (measured: cosine and top-1 far below the int4 tolerance on real photos).
-FAILING = dict(target="tflite", precision="int4-weight-only")
+# A precision that misses parity on a real model: static int8 on EfficientNet-Lite0 (measured on real
+# photos: cosine ~0.8, top-1 agreement ~0.5, with every tool, and in eager PyTorch simulation too).
+FAILING = dict(target="tflite", precision="int8")
+
+
+FAILING_SUFFIX = ".tflite"
 
 
 def failing_check(case, files: dict, work: str, log=print) -> dict:
@@ -76,5 +79,8 @@ def failing_check(case, files: dict, work: str, log=print) -> dict:
     output = (proc.stdout + proc.stderr).strip()
     line = next((l for l in output.splitlines() if "failed verification" in l), output.splitlines()[-1] if output else "")
     log(f"[{case.name}] {FAILING['target']} {FAILING['precision']}: exit {proc.returncode} in {seconds:.0f} s: {line[:160]}")
+    written = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(work, "failing")) for f in files
+               if f.endswith(FAILING_SUFFIX)]
     return {"what": f"{case.name} {FAILING['target']} {FAILING['precision']}", "exit_code": proc.returncode,
+            "artifact": written[0] if written else None,
             "command": "edgekit " + " ".join(argv[3:]).replace(work, "<work>"), "line": line, "output": output.replace(work, "<work>")}

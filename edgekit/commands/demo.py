@@ -16,6 +16,17 @@ def add_parser(sub) -> None:
     add_common(p)
 
 
+def _host_latency(paths, reporter) -> dict:
+    """p50 latency per artifact on this machine, through the benchmark runner."""
+    from edgekit.bench import run_bench
+
+    if not paths:
+        return {}
+    with reporter.stage(f"measure {len(paths)} artifacts on the host (edgekit bench)"):
+        records = run_bench(paths, ["host"], threads=1, warmup=3, runs=30, quiet=True, peak=False)
+    return {r["artifact"]["path"]: (r.get("timings_ms") or {}).get("p50") for r in records if r.get("status") == "ok"}
+
+
 def run(args) -> int:
     from edgekit.demo import artifact_accuracy, digits_data, train_digits, write_demo_files
     from edgekit.pipeline import convert
@@ -37,7 +48,7 @@ def run(args) -> int:
     paths = write_demo_files(workdir, data, model)
     installed = [n for n in TARGETS if get_target_class(n).available()]
     missing = [n for n in TARGETS if n not in installed]
-    rows, code = [], EXIT_OK
+    rows, paths_measured, code = [], [], EXIT_OK
     for name in installed:
         target = get_target(name)
         wanted = [p for p in ("none", "int8") if p in target.precisions] or [target.default_precision]
@@ -51,11 +62,16 @@ def run(args) -> int:
                 acc = artifact_accuracy(target, art.path, data) if art.status in ("passed", "failed") else None
                 rows.append([name, precision, human_size(art.size_bytes), fmt(art.parity.get("cosine"), ".6f"),
                              fmt(art.parity.get("top1"), ".3f"), fmt(acc, ".3f"), art.status])
+                paths_measured.append(art.path if art.status in ("passed", "failed") else None)
                 if art.status == "failed":
                     code = EXIT_VERIFY_FAILED
+    latency = _host_latency([p for p in paths_measured if p], reporter)
+    for row, path in zip(rows, paths_measured):
+        row.insert(6, fmt(latency.get(path), ".3f"))
     print()
     print(f"digits CNN: PyTorch test accuracy {fp_acc:.3f} on 360 held-out images; artifacts in {workdir}")
-    print(table(["target", "precision", "size", "cosine", "top-1 vs fp32", "test acc", "status"], rows))
+    print(table(["target", "precision", "size", "cosine", "top-1 vs fp32", "test acc", "p50 ms", "status"], rows))
+    print("p50: host latency of one inference, 1 thread, measured by `edgekit bench` (each artifact in a fresh process)")
     if missing:
         print(f"not installed: {', '.join(missing)} (pip install 'edgekit[all]')")
     return code

@@ -101,7 +101,11 @@ def calibrated_int8(module, example_inputs: tuple, calibration: Sequence[tuple],
     opaque = _opaque_containers(module, LinearQuantizer)
     skipped = {name: None for name, _ in module.named_modules() if any(name == p or name.startswith(p + ".") for p in opaque)}
     config = LinearQuantizerConfig(
-        global_config=ModuleLinearQuantizerConfig(quantization_scheme="symmetric", milestones=None),
+        # min/max observers: calibration sees each sample once, and the QAT default (a moving
+        # average) would clip the ranges it has not caught up with
+        global_config=ModuleLinearQuantizerConfig(
+            quantization_scheme="symmetric", milestones=None, activation_observer="min_max", weight_observer="min_max",
+        ),
         module_name_configs=skipped,
     )
     quantizer = LinearQuantizer(module, config)

@@ -101,6 +101,14 @@ class CoreMLTarget(Target):
             module, facts = quantize.calibrated_int8(model.module, model.example_inputs, calibration or [], settings.prune)
             facts["pytorch_simulation_cosine"] = quantize.simulated_cosine(model.module, module, (calibration or [])[:16])
             details["int8_calibration"] = facts
+            floor = options.tolerance_for(precision).cosine
+            simulated = facts["pytorch_simulation_cosine"]
+            if simulated is not None and simulated < floor:
+                warnings.append(
+                    f"coreml int8: simulated in PyTorch, W8A8 reaches cosine {simulated:.4f} against the float model "
+                    f"on the calibration samples (int8 tolerance {floor}); per-tensor activation ranges lose too much "
+                    "here: consider int8-weight-only or palettize8"
+                )
             if facts["float_containers"]:
                 warnings.append(
                     f"coreml int8: layers inside {', '.join(facts['float_containers'])} stay float "

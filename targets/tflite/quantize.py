@@ -2,11 +2,11 @@
 float .tflite that litert-torch writes.
 
 Choices (and why):
-- int8 (static, calibrated) does NOT go through ai-edge-quantizer: litert-torch's PT2E route
-  (``pt2e_int8_module`` below, quantized in PyTorch before conversion) kept far more accuracy on every
-  model we measured (benchmarks/int8_routes.py: e.g. cosine 0.9992 vs 0.952 on a two-input model,
-  0.9999 vs 0.982 on a transformer encoder). It emits int8 I/O; io_types.to_float_io restores float
-  I/O (edgekit's default) so app code does not change.
+- int8 (static, calibrated) has two routes, and neither wins everywhere (benchmarks/int8_routes.py):
+  litert-torch's PT2E route (``pt2e_int8_module``, quantized in PyTorch before conversion) and
+  ai-edge-quantizer's static recipe on the float .tflite (``quantize(..., "int8")``). The target
+  builds both and keeps the closer one (target.py ``_static_int8``). PT2E emits int8 I/O;
+  io_types.to_float_io restores float I/O (edgekit's default) so app code does not change.
 - int4-weight-only: channelwise int4, float compute. ai-edge-quantizer 0.10's policy allows blockwise
   int4 only with dynamic (integer) compute, not for weight-only, so blockwise is not used here.
 - fp16: weights cast to float16 (FLOAT_CASTING), float32 compute where the delegate prefers it.
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-RECIPES = ("fp16", "int8-dynamic", "int8-weight-only", "int4-weight-only")  # applied after conversion
-PT2E_PRECISIONS = ("int8",)  # applied in PyTorch before conversion
+PRECISIONS = ("int8", "fp16", "int8-dynamic", "int8-weight-only", "int4-weight-only")
 
 
 def pt2e_int8_module(model, calibration: Sequence[tuple]):
@@ -37,8 +36,8 @@ def pt2e_int8_module(model, calibration: Sequence[tuple]):
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 
-def quantize(float_model: bytes, precision: str, calibration: Sequence[dict] | None, signature: str) -> bytes:
-    """Return the quantized flatbuffer for ``precision`` (which must be in RECIPES)."""
+def quantize(float_model: bytes, precision: str, calibration: Sequence[dict] | None, signature: str, io: str = "float") -> bytes:
+    """Return the quantized flatbuffer for ``precision`` (one of PRECISIONS)."""
     from ai_edge_quantizer import quantizer, recipe, qtyping
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -50,6 +49,11 @@ def quantize(float_model: bytes, precision: str, calibration: Sequence[dict] | N
         qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     elif precision == "int8-weight-only":
         qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+    elif precision == "int8":  # static, calibrated; float I/O unless int8 I/O is asked for
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+        if io == "float":
+            for op in (ops.INPUT, ops.OUTPUT):
+                qt.update_quantization_recipe(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     elif precision == "int4-weight-only":
         qt.add_weight_only_config(".*", ops.ALL_SUPPORTED, 4, granularity=qtyping.QuantGranularity.CHANNELWISE)
     else:  # pragma: no cover - guarded by Target.precisions

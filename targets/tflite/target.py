@@ -16,6 +16,26 @@ from edgekit.targets.tflite.runtime import TFLiteRuntime
 
 log = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
+INT8_ROUTES = ("auto", "pt2e", "aeq")
+
+
+def _score(content: bytes, model, samples, workdir: str) -> float:
+    """Worst-output cosine of a candidate .tflite against the eager model on ``samples``."""
+    import numpy as np
+
+    from edgekit.verify import compare, output_order, run_artifact
+    from edgekit.options import Tolerance
+
+    path = os.path.join(workdir, "candidate.tflite")
+    with open(path, "wb") as fh:
+        fh.write(content)
+    runtime = TFLiteRuntime().load(path)
+    order = output_order(model.output_names, [o.name for o in runtime.outputs()])
+    reference = [model.reference(s) for s in samples]
+    candidate = [[out[i] for i in order] for out in (run_artifact(runtime, s) for s in samples)]
+    outputs, _ = compare(reference, candidate, model.output_names, Tolerance(cosine=0.0, top1=0.0), real_inputs=False)
+    os.remove(path)
+    return float(min(o.cosine for o in outputs)) if outputs else float("-inf")
 
 
 def _version(dist: str) -> str:
@@ -28,7 +48,7 @@ def _version(dist: str) -> str:
 class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
-    precisions = ("none",) + recipes.PT2E_PRECISIONS + recipes.RECIPES
+    precisions = ("none",) + recipes.PRECISIONS
     default_precision = "none"
     requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
     extra = "tflite"
@@ -38,55 +58,38 @@ class TFLiteTarget(Target):
     # measured: a dynamic batch fails to lower even for a 3-layer MLP (AssertionError on a -2^63 dim)
     dynamic_unsupported_reason = "litert-torch 0.10 cannot lower dynamic dimensions"
 
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument(
+            "--tflite-int8-route", dest="tflite_int8_route", choices=INT8_ROUTES, default=None,
+            help="how --quantize int8 is made: auto (default: build both, keep the one closer to the float "
+            "model on the calibration samples), pt2e (quantized in PyTorch), aeq (ai-edge-quantizer on the .tflite)",
+        )
+
+    @classmethod
+    def options_from_args(cls, args) -> dict[str, Any]:
+        route = getattr(args, "tflite_int8_route", None)
+        return {"int8_route": route} if route else {}
+
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         self.require()
-        from edgekit.export import describe_conversion_error
-
-        import litert_torch
-
-        float_path = os.path.join(workdir, "float.tflite")
-        module, quant_config = model.module, None
-        if precision in recipes.PT2E_PRECISIONS:
-            try:
-                module, quant_config = recipes.pt2e_int8_module(model, calibration or [])
-            except ConversionError:
-                raise
-            except Exception as exc:
-                raise describe_conversion_error(exc, model, "PT2E int8 quantization") from exc
-        try:
-            edge_model = litert_torch.convert(
-                module, model.example_inputs, dynamic_shapes=model.dynamic_shapes(), quant_config=quant_config
-            )
-            edge_model.export(float_path)
-        except ConversionError:
-            raise
-        except Exception as exc:
-            raise describe_conversion_error(exc, model, "litert-torch") from exc
+        details: dict[str, Any] = {"signature": SIGNATURE}
         final_path = os.path.join(workdir, f"model{self.suffix}")
-        if precision in recipes.PT2E_PRECISIONS:
-            with open(float_path, "rb") as fh:
-                converted = fh.read()
-            if options.io == "float":
-                converted = to_float_io(converted)
+        float_path = os.path.join(workdir, "float.tflite")
+        if precision == "int8":
+            route = dict(options.options_for(self.name)).get("int8_route", "auto")
+            content, details["int8"] = self._static_int8(model, options, calibration or [], workdir, route)
             with open(final_path, "wb") as fh:
-                fh.write(converted)
-            os.remove(float_path)
-        elif precision == "none":
-            os.replace(float_path, final_path)
+                fh.write(content)
         else:
-            with open(float_path, "rb") as fh:
-                float_bytes = fh.read()
-            runtime = TFLiteRuntime().load(float_path)
-            names = [spec.name for spec in runtime.inputs()]
-            feeds = [dict(zip(names, sample)) for sample in (calibration or [])]
-            try:
-                quantized = recipes.quantize(float_bytes, precision, feeds, SIGNATURE)
-            except Exception as exc:
-                raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {_first_line(exc)}") from exc
-            with open(final_path, "wb") as fh:
-                fh.write(quantized)
-            os.remove(float_path)
+            self._convert_float(model, float_path)
+            if precision == "none":
+                os.replace(float_path, final_path)
+            else:
+                with open(final_path, "wb") as fh:
+                    fh.write(self._aeq(float_path, precision, calibration))
         runtime = TFLiteRuntime().load(final_path)
+        details["ops"] = self.op_histogram(final_path)
         return ConvertedArtifact(
             path=final_path,
             inputs=runtime.inputs(),
@@ -94,10 +97,77 @@ class TFLiteTarget(Target):
             converter={
                 "litert-torch": _version("litert-torch"),
                 "ai-edge-quantizer": _version("ai-edge-quantizer"),
-                **({"torchao": _version("torchao")} if precision in recipes.PT2E_PRECISIONS else {}),
+                **({"torchao": _version("torchao")} if precision == "int8" else {}),
             },
-            details={"signature": SIGNATURE, "ops": self.op_histogram(final_path)},
+            details=details,
         )
+
+    @staticmethod
+    def _convert_float(model, path: str, module=None, quant_config=None) -> None:
+        from edgekit.export import describe_conversion_error
+
+        import litert_torch
+
+        try:
+            edge_model = litert_torch.convert(
+                module if module is not None else model.module, model.example_inputs,
+                dynamic_shapes=model.dynamic_shapes(), quant_config=quant_config,
+            )
+            edge_model.export(path)
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise describe_conversion_error(exc, model, "litert-torch") from exc
+
+    @staticmethod
+    def _aeq(float_path: str, precision: str, calibration, io: str = "float") -> bytes:
+        with open(float_path, "rb") as fh:
+            float_bytes = fh.read()
+        names = [spec.name for spec in TFLiteRuntime().load(float_path).inputs()]
+        feeds = [dict(zip(names, sample)) for sample in (calibration or [])]
+        try:
+            return recipes.quantize(float_bytes, precision, feeds, SIGNATURE, io=io)
+        except Exception as exc:
+            raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {_first_line(exc)}") from exc
+
+    def _static_int8(self, model, options, calibration, workdir: str, route: str) -> tuple[bytes, dict[str, Any]]:
+        """Full-integer int8 by the route asked for, or by both, keeping the one that stays closer to
+        the float model on (up to 16 of) the calibration samples. Neither route wins everywhere
+        (benchmarks/int8_routes.py): PT2E kept cosine 0.99995 vs 0.991 on the digits CNN, while on
+        EfficientNet-Lite0 with real photos ai-edge-quantizer kept 0.990 and PT2E 0.776."""
+        from edgekit.export import describe_conversion_error
+
+        candidates: dict[str, bytes] = {}
+        errors: dict[str, str] = {}
+        if route in ("auto", "pt2e"):
+            try:
+                module, quant_config = recipes.pt2e_int8_module(model, calibration)
+                path = os.path.join(workdir, "pt2e.tflite")
+                self._convert_float(model, path, module, quant_config)
+                with open(path, "rb") as fh:
+                    content = fh.read()
+                candidates["pt2e"] = to_float_io(content) if options.io == "float" else content
+            except ConversionError as exc:
+                errors["pt2e"] = str(exc)
+            except Exception as exc:
+                errors["pt2e"] = str(describe_conversion_error(exc, model, "PT2E int8 quantization"))
+            if route == "pt2e" and errors:
+                raise ConversionError(errors["pt2e"])
+        if route in ("auto", "aeq"):
+            float_path = os.path.join(workdir, "float.tflite")
+            try:
+                self._convert_float(model, float_path)
+                candidates["aeq"] = self._aeq(float_path, "int8", calibration, io=options.io)
+            except ConversionError as exc:
+                if route == "aeq" or not candidates:
+                    raise
+                errors["aeq"] = str(exc)
+        scores = {name: _score(content, model, calibration[:16], workdir) for name, content in candidates.items()}
+        best = max(scores, key=lambda name: scores[name])
+        detail = {"route": best, "asked": route, "calibration_cosine": scores}
+        if errors:
+            detail["errors"] = errors
+        return candidates[best], detail
 
     def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
         with open(path, "rb") as fh:

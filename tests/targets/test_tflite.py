@@ -111,6 +111,24 @@ def test_real_int8_keeps_accuracy_on_digits(digits, tmp_path):
     assert arts["int8"].size_bytes <= 0.35 * arts["none"].size_bytes
 
 
+def test_int8_keeps_the_closer_of_two_routes(model_files, calibration_files, tmp_path):
+    art = _convert(model_files, calibration_files, tmp_path, "small_cnn", "int8", tolerance="top1=0")
+    route = manifest.read(art.path)["target_details"]["int8"]
+    scores = route["calibration_cosine"]
+    assert route["asked"] == "auto" and set(scores) == {"pt2e", "aeq"}
+    assert route["route"] == max(scores, key=scores.get) and scores[route["route"]] > 0.99
+
+
+@pytest.mark.parametrize("route", ["pt2e", "aeq"])
+def test_int8_route_can_be_forced(model_files, calibration_files, tmp_path, capsys, route):
+    code, out, err = _cli(capsys, "convert", model_files["small_cnn"], "--arch", models.FACTORIES["small_cnn"],
+                          "-i", "x:1x3x32x32", "--quantize", "int8", "--calibration", calibration_files["small_cnn"],
+                          "--tflite-int8-route", route, "--tolerance", "top1=0", "-o", str(tmp_path), "-q")
+    assert code == 0, err
+    details = manifest.read(tmp_path / "small_cnn_int8.tflite")["target_details"]["int8"]
+    assert details["route"] == route and list(details["calibration_cosine"]) == [route]
+
+
 def test_int8_io_records_scale_and_zero_point(model_files, calibration_files, tmp_path):
     art = _convert(model_files, calibration_files, tmp_path, "two_input_dict", "int8", io="int8", tolerance="top1=0")
     assert art.status == "passed" and art.path.endswith("two_input_dict_int8_io-int8.tflite")
