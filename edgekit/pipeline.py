@@ -10,7 +10,6 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,13 +53,9 @@ class Artifact:
 
 
 def _versions(converter: dict[str, str], runtime: str | None) -> dict[str, str]:
-    def v(dist):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+    from edgekit.targets.base import package_version
 
-    out = {"edgekit": __version__, "torch": v("torch"), "python": platform.python_version()}
+    out = {"edgekit": __version__, "torch": package_version("torch"), "python": platform.python_version()}
     out.update(converter)
     if runtime:
         out["runtime"] = runtime

@@ -81,6 +81,28 @@ def captured_native_output(enabled: bool = True) -> Iterator[list[str]]:
             text_sink.detach()
 
 
+@contextlib.contextmanager
+def stdout_reserved(enabled: bool = True) -> Iterator[None]:
+    """Keep stdout for one machine-readable document: while the work runs, anything printed to
+    stdout (user model code, libraries, native logs) goes to stderr instead."""
+    import os
+
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved_fd, saved_stream = os.dup(1), sys.stdout
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stdout = saved_stream
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain aligned text table."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]

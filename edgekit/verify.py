@@ -153,7 +153,7 @@ def output_order(model_names: Sequence[str], artifact_names: Sequence[str]) -> l
 
 def verify(model, runtime, samples, tolerance: Tolerance) -> Parity:
     """Run ``samples`` (edgekit.data.Samples) through the original model and the loaded runtime."""
-    reference = [model.reference(s) for s in samples.samples]
+    reference = model.reference_many(samples.samples)
     candidate = [run_artifact(runtime, s) for s in samples.samples]
     order = output_order(model.output_names, [o.name for o in runtime.outputs()])
     candidate = [[c[i] for i in order] for c in candidate]

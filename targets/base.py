@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgekit.options import ConvertOptions
 
 
+def package_version(dist: str) -> str:
+    """Installed version of a distribution, for manifests ("not installed" when it is not)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output of an artifact as its runtime sees it."""

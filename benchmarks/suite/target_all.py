@@ -60,27 +60,36 @@ def target_all(case, files: dict, work: str, log=print) -> dict:
     entry["direct_sum_s"] = sum(entry["direct_s"].values())
     entry["ratio"] = seconds / entry["direct_sum_s"]
     log(f"[{case.name}] edgekit --target all: {seconds:.1f} s vs {entry['direct_sum_s']:.1f} s summed: ratio {entry['ratio']:.2f}")
+    # the same without verification: the direct side verifies nothing, so this is the like-for-like work
+    seconds, proc = _run(argv + ["--no-verify"])
+    if proc.returncode == 0:
+        entry["edgekit_noverify_s"] = seconds
+        entry["ratio_noverify"] = seconds / entry["direct_sum_s"]
+        log(f"[{case.name}] edgekit --target all --no-verify: {seconds:.1f} s: ratio {entry['ratio_noverify']:.2f}")
     return entry
 
 
-# A precision that misses parity on a real model: static int8 on EfficientNet-Lite0 (measured on real
-# photos: cosine ~0.8, top-1 agreement ~0.5, with every tool, and in eager PyTorch simulation too).
-FAILING = dict(target="tflite", precision="int8")
+# A precision that misses parity on a real model by far: 4-bit weights on EfficientNet-Lite0's depthwise
+# convolutions (measured on real photos: cosine 0.41, top-1 agreement 0.19 against the 0.97 / 0.90 that
+# edgekit requires of 4-bit precisions). Static int8 misses too, but narrowly enough (cosine 0.988 vs 0.99)
+# that a better int8 recipe would turn it into a pass.
+FAILING = dict(target="tflite", precision="int4-weight-only")
 
 
 FAILING_SUFFIX = ".tflite"
 
 
-def failing_check(case, files: dict, work: str, log=print) -> dict:
+def failing_check(case, files: dict, work: str, log=print, precision: str | None = None) -> dict:
+    precision = precision or FAILING["precision"]
     argv = [sys.executable, "-m", "edgekit", "convert", "--model", case.factory, *_inputs(case), "--target", FAILING["target"],
-            "--quantize", FAILING["precision"], "--calibration", files["calibration"], "--eval-data", files["evaluation"],
+            "--quantize", precision, "--calibration", files["calibration"], "--eval-data", files["evaluation"],
             "-o", os.path.join(work, "failing"), "--overwrite"]
     seconds, proc = _run(argv)
     output = (proc.stdout + proc.stderr).strip()
     line = next((l for l in output.splitlines() if "failed verification" in l), output.splitlines()[-1] if output else "")
-    log(f"[{case.name}] {FAILING['target']} {FAILING['precision']}: exit {proc.returncode} in {seconds:.0f} s: {line[:160]}")
+    log(f"[{case.name}] {FAILING['target']} {precision}: exit {proc.returncode} in {seconds:.0f} s: {line[:160]}")
     written = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(work, "failing")) for f in files
                if f.endswith(FAILING_SUFFIX)]
-    return {"what": f"{case.name} {FAILING['target']} {FAILING['precision']}", "exit_code": proc.returncode,
+    return {"what": f"{case.name} {FAILING['target']} {precision}", "exit_code": proc.returncode,
             "artifact": written[0] if written else None,
             "command": "edgekit " + " ".join(argv[3:]).replace(work, "<work>"), "line": line, "output": output.replace(work, "<work>")}

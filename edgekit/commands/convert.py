@@ -121,10 +121,20 @@ def exit_code(artifacts, strict: bool) -> int:
 def run(args) -> int:
     from edgekit.pipeline import convert
     from edgekit.report import render_convert
-    from edgekit.ui import Reporter
+    from edgekit.ui import Reporter, stdout_reserved
 
     reporter = Reporter(quiet=args.quiet or args.json, verbose=args.verbose)
-    artifacts = convert(
+    with stdout_reserved(args.json):
+        artifacts = _convert(convert, args, reporter)
+    if args.json:
+        print(json.dumps({"artifacts": [a.to_json() for a in artifacts]}, indent=2))
+    else:
+        print(render_convert(artifacts))
+    return exit_code(artifacts, args.strict)
+
+
+def _convert(convert, args, reporter):
+    return convert(
         args.model,
         target=args.target or ["tflite"],
         quantize=args.quantize,
@@ -136,8 +146,3 @@ def run(args) -> int:
         reporter=reporter,
         **options_from_args(args),
     )
-    if args.json:
-        print(json.dumps({"artifacts": [a.to_json() for a in artifacts]}, indent=2))
-    else:
-        print(render_convert(artifacts))
-    return exit_code(artifacts, args.strict)

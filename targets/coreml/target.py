@@ -15,7 +15,7 @@ from importlib import metadata
 from typing import Any
 
 from edgekit.errors import ConversionError, UsageError
-from edgekit.targets.base import ConvertedArtifact, Target
+from edgekit.targets.base import package_version, ConvertedArtifact, Target
 from edgekit.targets.coreml import analysis
 from edgekit.targets.coreml.library import import_coremltools
 from edgekit.targets.coreml.runtime import NOT_ON_THIS_HOST, CoreMLRuntime, can_execute
@@ -23,12 +23,6 @@ from edgekit.targets.coreml.settings import COMPUTE_UNITS, FORMATS, FRONTENDS, S
 
 COMPRESSED_PRECISIONS = ("int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
 
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 class CoreMLTarget(Target):
@@ -154,7 +148,7 @@ class CoreMLTarget(Target):
             path=path,
             inputs=input_specs,
             outputs=output_specs,
-            converter={"coremltools": _version("coremltools")},
+            converter={"coremltools": package_version("coremltools")},
             details=details,
             unverifiable_reason=None if can_execute() else NOT_ON_THIS_HOST,
             warnings=warnings,

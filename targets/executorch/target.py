@@ -5,11 +5,10 @@ BundledProgram (.bpte) with reference inputs/outputs on request (--bundle).
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from typing import Any
 
 from edgekit.errors import ConversionError, EdgekitError, ModelLoadError, UsageError
-from edgekit.targets.base import ConvertedArtifact, Target, TensorSpec
+from edgekit.targets.base import package_version, ConvertedArtifact, Target, TensorSpec
 from edgekit.targets.executorch import bundle as bundle_mod
 from edgekit.targets.executorch import delegates as delegates_mod
 from edgekit.targets.executorch import quantize as recipes
@@ -19,12 +18,6 @@ from edgekit.targets.executorch.runtime import IO_METHOD, ExecuTorchRuntime, io_
 # target_options keys (library callers) <- CLI flags
 OPTION_KEYS = ("delegate", "bundle", "bundle_samples", "group_size")
 
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 class ExecuTorchTarget(Target):
@@ -127,7 +120,7 @@ class ExecuTorchTarget(Target):
             # the model's names and example shapes (a dynamic axis's range is in the manifest's dynamic_axes)
             inputs=[TensorSpec(spec.name, spec.shape, rt.dtype) for spec, rt in zip(model.inputs, runtime.inputs())],
             outputs=runtime.outputs(),
-            converter={"executorch": _version("executorch"), "torchao": _version("torchao")},
+            converter={"executorch": package_version("executorch"), "torchao": package_version("torchao")},
             details=details,
             unverifiable_reason=reason,
             warnings=warnings,

@@ -5,11 +5,10 @@ import collections
 import json
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from edgekit.errors import ConversionError, UsageError
-from edgekit.targets.base import ConvertedArtifact, Target
+from edgekit.targets.base import package_version, ConvertedArtifact, Target
 from edgekit.targets.onnx import export as onnx_export
 from edgekit.targets.onnx import quantize as recipes
 from edgekit.targets.onnx.runtime import ONNXRuntime
@@ -19,12 +18,6 @@ QDQ_MIN_OPSET = 13
 MANIFEST_KEY = "edgekit.manifest"  # model-level metadata_props entry holding the manifest
 _INTEGER_TYPES = ("INT8", "UINT8", "INT4", "UINT4", "INT16", "UINT16")
 
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ class ONNXTarget(Target):
             path=path,
             inputs=runtime.inputs(),
             outputs=runtime.outputs(),
-            converter={"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"), "onnxscript": _version("onnxscript")},
+            converter={"onnx": package_version("onnx"), "onnxruntime": package_version("onnxruntime"), "onnxscript": package_version("onnxscript")},
             details=details,
             warnings=warnings,
         )

@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any, Sequence
 
 from edgekit.errors import ConversionError
-from edgekit.targets.base import ConvertedArtifact, Target
+from edgekit.targets.base import package_version, ConvertedArtifact, Target
 from edgekit.targets.tflite import metadata as tflite_metadata
 from edgekit.targets.tflite import quantize as recipes
 from edgekit.targets.tflite.io_types import to_float_io
@@ -31,18 +31,12 @@ def _score(content: bytes, model, samples, workdir: str) -> float:
         fh.write(content)
     runtime = TFLiteRuntime().load(path)
     order = output_order(model.output_names, [o.name for o in runtime.outputs()])
-    reference = [model.reference(s) for s in samples]
+    reference = model.reference_many(samples)
     candidate = [[out[i] for i in order] for out in (run_artifact(runtime, s) for s in samples)]
     outputs, _ = compare(reference, candidate, model.output_names, Tolerance(cosine=0.0, top1=0.0), real_inputs=False)
     os.remove(path)
     return float(min(o.cosine for o in outputs)) if outputs else float("-inf")
 
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 class TFLiteTarget(Target):
@@ -95,9 +89,9 @@ class TFLiteTarget(Target):
             inputs=runtime.inputs(),
             outputs=runtime.outputs(),
             converter={
-                "litert-torch": _version("litert-torch"),
-                "ai-edge-quantizer": _version("ai-edge-quantizer"),
-                **({"torchao": _version("torchao")} if precision == "int8" else {}),
+                "litert-torch": package_version("litert-torch"),
+                "ai-edge-quantizer": package_version("ai-edge-quantizer"),
+                **({"torchao": package_version("torchao")} if precision == "int8" else {}),
             },
             details=details,
         )

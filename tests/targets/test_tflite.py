@@ -207,6 +207,20 @@ def test_cli_json_and_table(model_files, calibration_files, tmp_path, capsys):
     assert "verified on seeded random inputs" in out  # no --eval-data or --calibration: flagged
 
 
+def noisy_mlp():
+    print("Loaded pretrained weights for mlp")  # what many model packages print while loading
+    return models.mlp()
+
+
+def test_json_stdout_stays_clean_when_model_code_prints(tmp_path, capfd):
+    code = main(["convert", "--model", "tests.targets.test_tflite:noisy_mlp", "-i", "x:1x64", "--json",
+                 "-o", str(tmp_path)])
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert json.loads(out)["artifacts"][0]["status"] == "passed"
+    assert "Loaded pretrained weights for mlp" in err
+
+
 def test_failed_verification_keeps_artifact_and_exits_1(model_files, calibration_files, tmp_path, capsys):
     code, out, err = _cli(
         capsys, "convert", model_files["small_cnn"], "--arch", models.FACTORIES["small_cnn"], "-i", "x:1x3x32x32",
