@@ -14,12 +14,10 @@ validation).
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import tempfile
 import time
 
-DATA = "/usr/share/datasets/fashion-mnist"
 
 
 def teacher_cnn():
@@ -33,17 +31,10 @@ def teacher_cnn():
 
 
 def load(split: str):
-    import numpy as np
+    """Fashion-MNIST images in [-1, 1] and labels: the suite's shared loader (benchmarks/models.py)."""
+    from benchmarks.models import fashion_mnist
 
-    prefix = "train" if split == "train" else "t10k"
-    images_path = os.path.join(DATA, f"{prefix}-images-idx3-ubyte.gz")
-    if not os.path.exists(images_path):
-        raise SystemExit(f"{images_path} is missing: apt-get install dataset-fashion-mnist")
-    with gzip.open(images_path) as fh:
-        images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(os.path.join(DATA, f"{prefix}-labels-idx1-ubyte.gz")) as fh:
-        labels = np.frombuffer(fh.read(), np.uint8, offset=8).astype(np.int64)
-    return ((images.astype(np.float32) / 255.0) - 0.5) / 0.5, labels
+    return fashion_mnist(split)
 
 
 def train_teacher(x, y, epochs: int, seed: int = 0):

@@ -18,27 +18,17 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
 import tempfile
 import time
 import zipfile
 
-FORTUNES = "/usr/share/games/fortunes"
 
 
 def fortunes(min_chars: int = 20, max_chars: int = 400) -> list[str]:
-    texts = []
-    for path in sorted(glob.glob(os.path.join(FORTUNES, "*"))):
-        if path.endswith((".dat", ".u8")) or os.path.isdir(path) or os.path.islink(path):
-            continue
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for entry in fh.read().split("\n%\n"):
-                text = re.sub(r"\s+", " ", entry).strip()
-                if min_chars <= len(text) <= max_chars:
-                    texts.append(text)
-    if not texts:
-        raise SystemExit(f"no text under {FORTUNES}: apt-get install fortunes")
-    return sorted(set(texts))
+    """Real English sentences from Debian's fortunes: the suite's shared loader (benchmarks/models.py)."""
+    from benchmarks.models import sentences
+
+    return sentences(min_chars, max_chars)
 
 
 def intent_head(source: str):
