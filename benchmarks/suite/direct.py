@@ -41,8 +41,6 @@ RECIPES: dict[tuple[str, str], str] = {
                                           "then the same as FP32",
     ("coreml", "none"): "ct.convert(torch.export.export(model, args).run_decompositions({}), compute_precision=ct.precision.FLOAT32)",
     ("coreml", "fp16"): "ct.convert(torch.export.export(model, args).run_decompositions({})) (its default: ML Program, float16)",
-    ("coreml", "int8-weight-only"): "ct.convert defaults, then ct.optimize.coreml.linear_quantize_weights(mlmodel, "
-                                    "OptimizationConfig(OpLinearQuantizerConfig(mode='linear_symmetric')))",
 }
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript-lite": ".ptl", "coreml": ".mlpackage"}
 # the libraries each recipe uses, imported before timing starts
@@ -247,13 +245,6 @@ def coreml_fp16(model, args, calibration, path):
     _coreml(model, args).save(path)
 
 
-def coreml_int8_weight_only(model, args, calibration, path):
-    import coremltools.optimize.coreml as cto
-
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
-    cto.linear_quantize_weights(_coreml(model, args), config).save(path)
-
-
 CONVERT: dict[tuple[str, str], Callable] = {
     ("tflite", "none"): tflite_none,
     ("tflite", "int8"): tflite_int8,
@@ -269,7 +260,6 @@ CONVERT: dict[tuple[str, str], Callable] = {
     ("torchscript-lite", "int8-dynamic"): ptl_int8_dynamic,
     ("coreml", "none"): coreml_none,
     ("coreml", "fp16"): coreml_fp16,
-    ("coreml", "int8-weight-only"): coreml_int8_weight_only,
 }
 
 

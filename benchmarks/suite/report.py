@@ -23,7 +23,8 @@ EXPLANATIONS: list[tuple[str, str, str]] = [
     ("INT8 top-1", "efficientnet_lite0 ", "EfficientNet-Lite0, static int8: the same PT2E recipe simulated in eager PyTorch "
      "(convert_pt2e output run as a PyTorch module, no converter involved) gives cosine 0.82 and top-1 agreement 0.47 "
      "(24 calibration photos) / 0.54 (64) on these photos, so the loss is in int8 activations of this network, not in any "
-     "conversion; every tool's static int8 misses alike. Not tried here: quantization-aware training "
+     "conversion; every tool's static int8 misses (edgekit's TFLite int8, which keeps the closer of PT2E and "
+     "ai-edge-quantizer's static recipe, comes closest). Not tried here: quantization-aware training "
      "(`edgekit distill --qat int8`), or per-layer float fallbacks."),
     ("INT8 top-1", "efficientnet_lite0 tflite int8-dynamic", "EfficientNet-Lite0, int8 weights: even weight-only int8 "
      "(trial: cosine 0.9937) flips top-1 on 11 % of the photo views. The flips sit where FP32 itself hesitates: FP32's median "
@@ -41,6 +42,24 @@ EXPLANATIONS: list[tuple[str, str, str]] = [
     ("INT8 size", "minilm_intent", "MiniLM INT8 size: PT2E and the dynamic recipes quantize linear layers only; the "
      "30,522 x 384 token-embedding table (11.7M of 22.7M parameters, 47 MB) stays float32, which bounds the ratio near "
      "0.65x where it is not quantized (onnxruntime's static quantizer also quantizes the embedding Gather)."),
+    ("INT8 size", "torchscript-lite int8-dynamic", "TorchScript Lite int8-dynamic (both tools): PyTorch's dynamic "
+     "quantization covers linear layers only, so a convolutional network keeps its float convolutions (EfficientNet-Lite0 "
+     "0.79x), and MiniLM keeps its float embedding table."),
+    ("latency", "", "Latency ratios a few percent above 1.00 are within the round-to-round spread measured in the same "
+     "run (shown beside each ratio): both sides run near-identical programs in the same runtime. The lite interpreter's "
+     "timings (torchscript-lite) swung 10-100x between rounds on this shared machine (PyTorch's intra-op threads compete "
+     "with other processes), so its ratios carry no information here."),
+    ("converts", "minilm_intent executorch", "MiniLM on ExecuTorch int8 / int8-dynamic: the XNNPACK quantizer flow fails "
+     "the same way called directly (IndexError in the quantized graph's embedding lookup), so neither side has an "
+     "artifact; not investigated further."),
+    ("--target all", "", "`--target all` does more than the direct side: it verifies every artifact against eager "
+     "PyTorch (32 evaluation samples per target by default) and writes manifests, while the direct scripts only convert. "
+     "The --no-verify column (from runs after this check was added) gives the like-for-like ratio."),
+    ("INT8 top-1", "minilm_intent onnx", "MiniLM on ONNX: onnxruntime's own pre-processing (quant_pre_process, which "
+     "its quantization guide runs first) fails in symbolic shape inference on the Expand node of transformers' "
+     "attention-mask code (TypeError), so the direct int8 rows have no artifact; edgekit retries without symbolic shape "
+     "inference and converts. Its 7-bit weights (reduce_range, chosen for x86 AVX2 kernels) cost top-1 (0.90) against "
+     "TFLite's 8-bit dynamic weights (0.975)."),
     ("converts", "minilm_intent coreml", "MiniLM on Core ML: coremltools 9 cannot convert the aten.new_ones that "
      "transformers' BERT mask code emits under torch.export; edgekit names the op and where it sits."),
 ]
@@ -209,9 +228,10 @@ def plots(doc: dict, folder: str) -> list[str]:
     for model in doc["models"]:
         rows = model["rows"]
         keys = list(dict.fromkeys((r["target"], r["precision"]) for r in rows))
-        labels = [f"{t}\n{'fp32' if p == 'none' else p}" for t, p in keys]
-        fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(keys) * 2), 4.2))
-        for ax, metric, title in ((axes[0], "size", "artifact size (MB)"), (axes[1], "p50", "host p50 latency (ms), lower is better")):
+        labels = [f"{t.replace('torchscript-lite', 'ts-lite')}\n{'fp32' if p == 'none' else p}" for t, p in keys]
+        fig, axes = plt.subplots(2, 1, figsize=(max(7, 0.75 * len(keys)), 6.5))
+        for ax, metric, title in ((axes[0], "size", "artifact size (MB)"),
+                                  (axes[1], "p50", "host p50 latency, best round (ms, log scale; lower is better)")):
             for offset, tool, color in ((-0.2, "edgekit", "#1f77b4"), (0.2, "direct", "#ff7f0e")):
                 values = []
                 for t, p in keys:
@@ -222,6 +242,8 @@ def plots(doc: dict, folder: str) -> list[str]:
             ax.set_xticks(range(len(keys)))
             ax.set_xticklabels(labels, fontsize=7)
             ax.set_title(title, fontsize=9)
+            if metric == "p50":
+                ax.set_yscale("log")
             ax.legend(fontsize=7)
         fig.suptitle(model["title"], fontsize=10)
         fig.tight_layout()
@@ -320,7 +342,7 @@ def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
                 continue
             per = ", ".join(f"{k} {v:.0f} s" for k, v in e["direct_s"].items())
             statuses = ", ".join(f"{k} {v}" for k, v in e["statuses"].items())
-            noverify = f"{e['edgekit_noverify_s']:.0f} s ({e['ratio_noverify']:.2f})" if e.get("edgekit_noverify_s") else "not run"
+            noverify = f"{e['edgekit_noverify_s']:.0f} s ({e['ratio_noverify']:.2f})" if e.get("edgekit_noverify_s") else "not in this run"
             out.append(f"| {e['model']} | {e['edgekit_s']:.0f} s | {e['direct_sum_s']:.0f} s | {e['ratio']:.2f} | {noverify} | {per} | {statuses} |")
         image = os.path.join(plot_folder, "target_all.png")
         if image in images:
