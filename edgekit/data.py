@@ -173,6 +173,9 @@ def _read_image_folder(path, specs, image_size, mean, std, color_layout, limit, 
         raise DataError(f"{flag} {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     if limit:
         files = files[:limit]
+    for what, values in (("--mean", mean), ("--std", std)):
+        if values is not None and len(values) not in (1, c):
+            raise UsageError(f"{what} has {len(values)} values; the images have {c} channels (give 1 or {c})")
     mean_a = np.asarray(mean if mean is not None else [0.0] * c, dtype=np.float32)
     std_a = np.asarray(std if std is not None else [1.0] * c, dtype=np.float32)
     images = []
@@ -223,3 +226,20 @@ def _from_function(spec_text: str, specs: Sequence[InputSpec], limit: int | None
 
 def describe_path(source: str | None) -> str | None:
     return None if source is None else (source if not os.path.exists(source) else os.path.abspath(source))
+
+
+def check_finite_file(source: str | None, flag: str) -> None:
+    """A .npz/.npy holding NaN or Inf is refused (DataError, exit 4) before anything runs on it."""
+    import numpy as np
+
+    if source is None or not str(source).lower().endswith((".npz", ".npy")) or not os.path.isfile(source):
+        return
+    try:
+        loaded = np.load(source, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{flag} {source}: cannot read as .npy/.npz ({type(exc).__name__}: {exc})") from None
+    arrays = [("", loaded)] if isinstance(loaded, np.ndarray) else list(loaded.items())
+    for name, arr in arrays:
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise DataError(f"{flag} {source}: {('array ' + repr(name) + ' ') if name else ''}contains {bad} NaN/Inf values")

@@ -16,6 +16,10 @@ EXIT_MISSING_DEPENDENCY = 6  # an optional extra is not installed
 EXIT_OUTPUT = 7  # the output location cannot be written
 EXIT_DEVICE = 8  # a device is unreachable, unauthorized, or a runner is missing
 EXIT_INTERNAL = 70  # a bug in edgekit (EX_SOFTWARE): please report it with --verbose
+# Stopped from outside (128 + the signal, as shells report it); staging folders are removed first.
+EXIT_HANGUP = 129  # SIGHUP: the terminal went away
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: a CI cancel, `timeout`, `kill`
 
 
 class EdgekitError(Exception):
@@ -87,4 +91,14 @@ EXIT_CODES = {
     EXIT_OUTPUT: "the output folder cannot be written; nothing was left behind",
     EXIT_DEVICE: "a device is unreachable or unauthorized, or its runner is missing",
     EXIT_INTERNAL: "internal error in edgekit (rerun with --verbose and report it)",
+    EXIT_HANGUP: "stopped by SIGHUP; nothing half-written was left",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); nothing half-written was left",
+    EXIT_TERMINATED: "stopped by SIGTERM (a CI cancel, timeout, kill); nothing half-written was left",
 }
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters): how a foreign exception
+    is quoted inside one of edgekit's one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__

@@ -174,11 +174,23 @@ def prepare(
         with torch.no_grad(), counter:
             out = module(*example)
     except Exception as exc:
-        shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
-        raise ModelLoadError(
-            f"the model rejects inputs {shapes}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-            hint="check --input (NAME:SHAPE[:DTYPE], one per model argument)",
-        ) from exc
+        # integer inputs may be indices into something small (a position table, a cache slot):
+        # token-like random ids are then out of range, while all-zero ids are valid for any table
+        retry = _zero_integer_inputs(example)
+        out = None
+        if retry is not None:
+            try:
+                with torch.no_grad(), counter:
+                    out = module(*retry)
+                example = retry
+            except Exception:
+                out = None
+        if out is None:
+            shapes = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
+            raise ModelLoadError(
+                f"the model rejects inputs {shapes}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                hint="check --input (NAME:SHAPE[:DTYPE], one per model argument)",
+            ) from exc
     flat = flatten_outputs(out)
     if not flat:
         raise ModelLoadError("the model returned no tensors")
@@ -197,6 +209,15 @@ def prepare(
         warnings=list(loaded.warnings),
         _exported_program=loaded.exported if not dynamic else None,
     )
+
+
+def _zero_integer_inputs(example: tuple):
+    """The example with every integer input set to 0, or None when it has no integer input."""
+    import torch
+
+    if not any(not t.dtype.is_floating_point and t.dtype != torch.bool for t in example):
+        return None
+    return tuple(t if t.dtype.is_floating_point or t.dtype == torch.bool else torch.zeros_like(t) for t in example)
 
 
 def _example_tensor(spec: InputSpec, seed: int):

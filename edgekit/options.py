@@ -6,40 +6,110 @@ It imports no ML framework.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from edgekit.constants import DEFAULT_TARGET
 from edgekit.errors import UsageError
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Verification thresholds. ``top1`` is enforced only on real (not random) inputs."""
+    """Verification thresholds. ``top1`` is enforced only on real (not random) inputs, only on outputs
+    whose role is class scores, and on the inputs where FP32 is confident (edgekit/verify.py says why).
+
+    ``per_output`` holds overrides for single outputs, as ``(output, key, value)`` triples (a tuple, so
+    that the object stays hashable): ``--tolerance cosine=0.98,logits:top1=0.99,boxes:max_abs=0.5``.
+    """
 
     cosine: float
     top1: float
     max_abs: float | None = None  # optional absolute bound on the largest error
+    max_rel: float | None = None  # optional bound on max_abs / the largest |value| of the original
+    per_output: tuple[tuple[str, str, float], ...] = ()
+
+    KEYS = ("cosine", "top1", "max_abs", "max_rel")
+
+    def __post_init__(self):
+        for key in self.KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            _check_tolerance_value(key, value)
+        for output, key, value in self.per_output:
+            if key not in self.KEYS:
+                raise UsageError(f"--tolerance {output}:{key}: unknown key; use {', '.join(self.KEYS)}")
+            _check_tolerance_value(f"{output}:{key}", value)
 
     @classmethod
     def parse(cls, text: str, default: "Tolerance") -> "Tolerance":
-        """``0.98`` (cosine) or ``cosine=0.98,top1=0.95,max_abs=0.1``."""
-        values = dataclasses.asdict(default)
+        """``0.98`` (cosine), ``cosine=0.98,top1=0.95,max_abs=0.1,max_rel=0.05``, and per output
+        ``NAME:KEY=VALUE`` (``logits:top1=0.99``; ``NAME:VALUE`` sets that output's cosine)."""
+        values = {key: getattr(default, key) for key in cls.KEYS}
+        per_output = list(default.per_output)
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, raw = part.partition("=")
             if not sep:
                 key, raw = "cosine", part
+                if ":" in part:
+                    output, _, raw = part.rpartition(":")
+                    key = f"{output}:cosine"
+            output, colon, key = key.strip().rpartition(":")
             key = key.strip().replace("-", "_")
-            if key not in values:
+            if key not in cls.KEYS:
                 raise UsageError(
-                    f"--tolerance: unknown key {key!r}; use cosine, top1 or max_abs, e.g. cosine=0.98,top1=0.95"
+                    f"--tolerance: unknown key {key!r}; use cosine, top1, max_abs or max_rel, optionally per "
+                    "output as NAME:KEY, e.g. cosine=0.98,top1=0.95,logits:top1=0.99"
                 )
             try:
-                values[key] = float(raw)
+                number = float(raw)
             except ValueError:
                 raise UsageError(f"--tolerance: {key} must be a number, got {raw!r}") from None
-        return cls(**values)
+            if colon:
+                if not output.strip():
+                    raise UsageError(f"--tolerance {part!r}: the output name before ':' is empty")
+                per_output.append((output.strip(), key, number))
+            else:
+                values[key] = number
+        return cls(**values, per_output=tuple(per_output))
+
+    def for_output(self, name: str) -> "Tolerance":
+        """The thresholds that apply to output ``name`` (its overrides applied, none carried on)."""
+        values = {key: getattr(self, key) for key in self.KEYS}
+        for output, key, value in self.per_output:
+            if output == name:
+                values[key] = value
+        return Tolerance(**values)
+
+    def outputs_named(self) -> list[str]:
+        return sorted({output for output, _, _ in self.per_output})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {key: getattr(self, key) for key in self.KEYS}
+        if self.per_output:
+            per: dict[str, dict[str, float]] = {}
+            for output, key, value in self.per_output:
+                per.setdefault(output, {})[key] = value
+            out["per_output"] = per
+        return out
+
+
+def _check_tolerance_value(key: str, value: float) -> None:
+    import math
+
+    base = key.rpartition(":")[2]
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        raise UsageError(f"--tolerance {key} must be a number, got {value!r}")
+    if base == "cosine" and not -1.0 <= value <= 1.0:
+        raise UsageError(f"--tolerance {key}={value:g}: cosine similarity lies between -1 and 1")
+    if base == "top1" and not 0.0 <= value <= 1.0:
+        raise UsageError(f"--tolerance {key}={value:g}: top-1 agreement is a share between 0 and 1")
+    if base in ("max_abs", "max_rel") and not (value >= 0 and math.isfinite(value)):
+        raise UsageError(f"--tolerance {key}={value:g}: an error bound must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -94,6 +164,33 @@ def get_precision(name: str) -> Precision:
 
 
 _DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+_ITEMSIZE = {"float32": 4, "float16": 2, "int64": 8, "int32": 4, "int8": 1, "uint8": 1, "bool": 1}
+# Upper bound for --eval-samples / --calibration-samples: beyond it a run is a mistake, not a test.
+MAX_SAMPLES = 100_000
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+
+
+def _check_fits_memory(spec: "InputSpec") -> None:
+    """Refuse a shape whose element count overflows int64 or whose one tensor exceeds this
+    machine's memory: caught here in one line instead of as a native allocation failure."""
+    count = 1
+    for d in spec.shape:
+        count *= d
+    shape = "x".join(map(str, spec.shape))
+    if count >= 2**63:
+        raise UsageError(f"input {spec.name!r}: shape {shape} has {count:.3g} elements, more than a tensor can index (2^63)")
+    memory = _memory_bytes()
+    if memory is not None and spec.nbytes > memory:
+        raise UsageError(
+            f"input {spec.name!r}: shape {shape} ({spec.dtype}) needs {spec.nbytes / 2**30:.3g} GiB for one tensor; "
+            f"this machine has {memory / 2**30:.3g} GiB of memory"
+        )
 _INPUT_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<shape>\d+(?:x\d+)*)(?::(?P<dtype>\w+))?$")
 
 
@@ -108,6 +205,14 @@ class InputSpec:
             raise UsageError(f"input {self.name!r}: unsupported dtype {self.dtype!r}; use one of {', '.join(_DTYPES)}")
         if any(d <= 0 for d in self.shape):
             raise UsageError(f"input {self.name!r}: every dimension must be positive, got {self.shape}")
+        _check_fits_memory(self)
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for d in self.shape:
+            count *= d
+        return count * _ITEMSIZE[self.dtype]
 
     @classmethod
     def parse(cls, text: str) -> "InputSpec":
@@ -150,17 +255,48 @@ class DynamicAxis:
 IO_TYPES = ("float", "int8")
 
 
+def check_name(name: str) -> str:
+    """An artifact base name is a plain file name: no folder part, nothing that climbs out of -o."""
+    seps = {"/", "\\", os.sep, *([os.altsep] if os.altsep else [])}
+    if (
+        not name.strip() or name in (".", "..") or name.startswith(".") or "\0" in name
+        or any(sep in name for sep in seps) or os.path.isabs(name)
+    ):
+        raise UsageError(f"--name {name!r}: give a plain file name (no folder, no leading dot); -o chooses the folder")
+    return name
+
+
+DEFAULT_EVAL_SAMPLES = 32  # held-back calibration samples and random inputs; --eval-data is used whole
+
+
+def _check_verify_declarations(options: "ConvertOptions") -> None:
+    """--output-role and --state values and --state-steps, refused before any work (names are checked
+    against the model once it is loaded: edgekit.verify_roles.check_declarations)."""
+    from edgekit.verify_roles import check_roles, normalise_assignments
+
+    # the Python API may pass {"boxes": "regression"} or ["boxes=regression"]: one form from here on
+    object.__setattr__(options, "output_roles", normalise_assignments(options.output_roles, "--output-role"))
+    object.__setattr__(options, "state", normalise_assignments(options.state, "--state"))
+    check_roles(options.output_roles)
+    if not 1 <= options.state_steps <= 10_000:
+        raise UsageError(f"--state-steps must be between 1 and 10,000, got {options.state_steps}")
+    if ("none", "none") in options.state and len(options.state) > 1:
+        raise UsageError("--state none turns state detection off: do not combine it with --state OUT=IN")
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Everything one conversion needs besides the model: built once, validated here."""
 
-    targets: tuple[str, ...] = ("tflite",)
+    targets: tuple[str, ...] = (DEFAULT_TARGET,)
     precision: str | None = None  # None: each target's own default (documented per target)
     io: str = "float"
     calibration: str | None = None  # path, module:function, or "random"
     calibration_samples: int = 100
+    int8_calibration: str = "auto"  # --int8-calibration (edgekit.quantize.config.CALIBRATIONS)
     eval_data: str | None = None
-    eval_samples: int = 32
+    # None: every --eval-data sample (up to a memory bound, said loudly), else DEFAULT_EVAL_SAMPLES
+    eval_samples: int | None = None
     image_size: tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -178,6 +314,12 @@ class ConvertOptions:
     # Per-target settings (e.g. {"coreml": {"deployment_target": "iOS16"}}); each target validates its own.
     target_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     command_line: str | None = None
+    # a decoder step with its cache as I/O: "auto" or token=NAME,pos=NAME,logits=NAME (edgekit/generate.py)
+    decoder: str | None = None
+    # verification: declared output roles and state pairs (("none", "none") turns state detection off)
+    output_roles: tuple[tuple[str, str], ...] = ()
+    state: tuple[tuple[str, str], ...] = ()
+    state_steps: int = 8
 
     def __post_init__(self):
         if self.precision is not None:
@@ -186,10 +328,15 @@ class ConvertOptions:
             raise UsageError(f"--io {self.io!r}: choose float or int8")
         if self.io == "int8" and self.precision != "int8":
             raise UsageError("--io int8 needs --quantize int8 (integer inputs need calibrated activation ranges)")
-        if self.calibration_samples < 1:
-            raise UsageError("--calibration-samples must be at least 1")
-        if self.eval_samples < 1:
-            raise UsageError("--eval-samples must be at least 1")
+        from edgekit.quantize.config import CALIBRATIONS
+
+        if self.int8_calibration not in CALIBRATIONS:
+            raise UsageError(f"--int8-calibration {self.int8_calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
+        for flag, value in (("--calibration-samples", self.calibration_samples), ("--eval-samples", self.eval_samples)):
+            if value is not None and not 1 <= value <= MAX_SAMPLES:
+                raise UsageError(f"{flag} must be between 1 and {MAX_SAMPLES:,}, got {value}")
+        if self.name is not None:
+            check_name(self.name)
         if self.threads < 1:
             raise UsageError("--threads must be at least 1")
         if self.color_layout not in ("RGB", "BGR"):
@@ -198,10 +345,14 @@ class ConvertOptions:
             raise UsageError("--mean and --std must have the same number of values")
         if self.std is not None and any(s == 0 for s in self.std):
             raise UsageError("--std values must be non-zero")
+        for flag, values in (("--mean", self.mean), ("--std", self.std)):
+            if values is not None and not all(math.isfinite(v) for v in values):
+                raise UsageError(f"{flag} values must be finite numbers, got {', '.join(map(str, values))}")
         if not self.targets:
             raise UsageError("no target given")
         if self.tolerance is not None:
             Tolerance.parse(self.tolerance, _FP32)  # fail early on a malformed value
+        _check_verify_declarations(self)
 
     def tolerance_for(self, precision: str) -> Tolerance:
         default = get_precision(precision).tolerance

@@ -6,9 +6,9 @@ image normalisation, labels and the demo each model drives. Everything in that e
 the artifact's manifest; nothing is guessed from the model file, and the apps hold no numbers of
 their own (no mean, std or labels in Kotlin or Swift).
 
-Which app can load what is keyed on the manifest's ``format`` (the artifact suffix) and the file
-suffix, never on a target's code: a new target whose format an app's runtime loads needs one line
-in ``APPS``.
+Which app loads what is the artifact's target's own declaration (targets/base.py ``OnDevice.apps``:
+app -> the runtime inside the app), found through edgekit.registry.target_for_artifact; this module
+holds no table of suffixes, so a new target whose format an app loads declares it in its own package.
 
 The copy is atomic: everything is staged in a folder beside the app's models folder and swapped
 in at the end, so a failure leaves the app as it was.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edgekit import __version__, manifest as manifest_mod
+from edgekit.bench import launch
+from edgekit.bench.launch import GRADLE_VERSION, android_bench_command, build_commands, ios_bench_command  # noqa: F401
 from edgekit.errors import DataError, OutputError, UsageError
 
 MODEL_INFO_KIND = "edgekit.model-info"
@@ -48,41 +49,55 @@ QUANTIZED_DTYPES = ("int8", "uint8")
 
 @dataclass(frozen=True)
 class AppLayout:
-    """Where one sample app keeps its models, how it is recognised, and what it can load."""
+    """Where one sample app keeps its models and how it is recognised."""
 
     name: str
     models_dir: str  # relative to the app folder; the apps read MODEL_INFO_FILE from here
     markers: tuple[str, ...]  # files that prove a folder is this sample app
-    runtimes: Mapping[str, str]  # artifact format (suffix without dot) -> runtime the app uses
-    runtime_names: Mapping[str, str] = field(default_factory=dict)
 
 
 APPS: dict[str, AppLayout] = {
-    "android": AppLayout(
-        "android",
-        "app/src/main/assets/edgekit",
-        ("settings.gradle.kts", "app/build.gradle.kts", "gradle/libs.versions.toml"),
-        {"tflite": "litert", "pte": "executorch"},
-        {"litert": "LiteRT", "executorch": "ExecuTorch"},
-    ),
-    "ios": AppLayout(
-        "ios",
-        "EdgekitDemo/Models",
-        ("project.yml", "EdgekitDemo/EdgekitDemoApp.swift"),
-        {"mlpackage": "coreml", "mlmodel": "coreml", "pte": "executorch"},
-        {"coreml": "Core ML", "executorch": "ExecuTorch"},
-    ),
-}
-# Every artifact suffix edgekit writes, so that a refusal can say what the file is.
-KNOWN_FORMATS = {
-    "tflite": "TFLite / LiteRT", "pte": "ExecuTorch", "mlpackage": "Core ML", "mlmodel": "Core ML",
-    "onnx": "ONNX", "ptl": "TorchScript Lite",
+    "android": AppLayout("android", "app/src/main/assets/edgekit",
+                         ("settings.gradle.kts", "app/build.gradle.kts", "gradle/libs.versions.toml")),
+    "ios": AppLayout("ios", "EdgekitDemo/Models", ("project.yml", "EdgekitDemo/EdgekitDemoApp.swift")),
 }
 
-ANDROID_PACKAGE = "dev.edgekit.demo"
-IOS_BUNDLE_ID = "dev.edgekit.demo"
-ANDROID_BENCH_DIR = f"/sdcard/Android/data/{ANDROID_PACKAGE}/files/edgekit-bench"
-IOS_BENCH_DIR = "Documents/edgekit-bench"
+ANDROID_PACKAGE = launch.ANDROID_PACKAGE
+IOS_BUNDLE_ID = launch.IOS_BUNDLE_ID
+ANDROID_BENCH_DIR = launch.android_results_dir()
+IOS_BENCH_DIR = launch.IOS_RESULTS_DIR
+
+
+def _app_suffixes(target_cls) -> tuple[str, ...]:
+    return target_cls.on_device.app_suffixes or (target_cls.suffix,)
+
+
+def app_runtime(app: str, artifact: str | os.PathLike) -> str | None:
+    """The runtime inside ``app`` that loads this artifact (its target's declaration), or None."""
+    from edgekit.registry import target_for_artifact
+
+    cls = type(target_for_artifact(str(artifact)))
+    runtime = cls.on_device.apps.get(app)
+    return runtime if runtime and cls.suffix_of(str(artifact)) in _app_suffixes(cls) else None
+
+
+def app_loads(app: str, artifact: str | os.PathLike) -> tuple[bool, str]:
+    """(whether the app loads the artifact, what a person calls its format)."""
+    from edgekit.registry import target_for_artifact
+
+    return app_runtime(app, artifact) is not None, target_for_artifact(str(artifact)).on_device.format_name
+
+
+def app_formats(app: str) -> dict[str, list[str]]:
+    """Format name -> the suffixes ``app`` loads, from every registered target's declaration."""
+    from edgekit.registry import get_target_class, targets
+
+    out: dict[str, list[str]] = {}
+    for name in targets():
+        cls = get_target_class(name)
+        if app in cls.on_device.apps:
+            out.setdefault(cls.on_device.format_name, []).extend(_app_suffixes(cls))
+    return out
 
 
 def default_app_dir(app: str) -> Path:
@@ -91,11 +106,10 @@ def default_app_dir(app: str) -> Path:
 
 
 def artifact_format(path: str | os.PathLike) -> str:
-    name = str(path).rstrip("/").lower()
-    for fmt in sorted(KNOWN_FORMATS, key=len, reverse=True):
-        if name.endswith("." + fmt):
-            return fmt
-    raise UsageError(f"{path}: not an artifact edgekit writes (suffixes: {', '.join('.' + f for f in KNOWN_FORMATS)})")
+    """The artifact's suffix without the dot, as its target declares it (UsageError for unknown files)."""
+    from edgekit.registry import target_for_artifact
+
+    return type(target_for_artifact(str(path))).suffix_of(str(path)).lstrip(".")
 
 
 @dataclass
@@ -125,14 +139,14 @@ class PackageResult:
 
 def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False) -> tuple[Path, dict[str, Any], list[str]]:
     """The artifact's manifest, after checking the app can load it and that it is the file described."""
-    layout = APPS[app]
     artifact = Path(str(path).rstrip("/"))
     fmt = artifact_format(artifact)
-    if fmt not in layout.runtimes:
-        loads = " and ".join(f".{f} through {layout.runtime_names[r]}" for f, r in layout.runtimes.items() if f != "mlmodel")
-        other = [a for a, lay in APPS.items() if fmt in lay.runtimes]
+    loads, fmt_name = app_loads(app, artifact)
+    if not loads:
+        runs = " and ".join(f"{name} ({', '.join(suffixes)})" for name, suffixes in app_formats(app).items())
+        other = [a for a in APPS if a != app and app_loads(a, artifact)[0]]
         hint = f"; use --app {other[0]}" if other else ""
-        raise UsageError(f"{artifact}: the {app} app cannot load {KNOWN_FORMATS[fmt]} artifacts (it runs {loads}){hint}")
+        raise UsageError(f"{artifact}: the {app} app cannot load {fmt_name} artifacts (it runs {runs}){hint}")
     if not artifact.exists():
         raise UsageError(f"{artifact}: no such artifact")
     mpath = manifest_mod.manifest_path(artifact)
@@ -338,7 +352,7 @@ def model_entry(doc: Mapping[str, Any], file_name: str, app: str, vocab_file: st
         "name": doc["name"],
         "target": doc["target"],
         "format": fmt,
-        "runtime": APPS[app].runtimes[fmt],
+        "runtime": app_runtime(app, file_name),
         "precision": doc.get("precision"),
         "io": doc.get("io", "float"),
         "task": task,
@@ -468,50 +482,3 @@ def _publish(models: list[PackagedModel], info: dict[str, Any], destination: Pat
             shutil.rmtree(stage, ignore_errors=True)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
-
-
-# --- what to run next ---------------------------------------------------------------------------
-
-
-def android_bench_command(model_file: str, runs: int = 50, warmup: int = 5, threads: int = 4,
-                          delegate: str = "xnnpack", output: str = "result.json", device_id: str = "adb:SERIAL") -> str:
-    """The adb line that starts the Android app's benchmark mode (BenchmarkActivity's extras)."""
-    return (
-        f"adb shell am start -W -n {ANDROID_PACKAGE}/.BenchmarkActivity --es model {shlex.quote(model_file)} "
-        f"--ei runs {runs} --ei warmup {warmup} --ei threads {threads} --es delegate {delegate} "
-        f"--es output {shlex.quote(output)} --es device_id {shlex.quote(device_id)}"
-    )
-
-
-def ios_bench_command(model_file: str, runs: int = 50, warmup: int = 5, compute_units: str = "all",
-                      output: str = "result.json", udid: str = "UDID") -> str:
-    """The devicectl line that starts the iOS app's benchmark mode (its launch arguments)."""
-    return (
-        f"xcrun devicectl device process launch --device {udid} --terminate-existing {IOS_BUNDLE_ID} "
-        f"--benchmark --model {shlex.quote(model_file)} --runs {runs} --warmup {warmup} "
-        f"--compute-units {compute_units} --output {shlex.quote(output)} --device-id ios:{udid}"
-    )
-
-
-def build_commands(app: str, app_dir: Path, entries: list[dict[str, Any]]) -> list[str]:
-    where = shlex.quote(str(app_dir))
-    first = entries[0]["file"] if entries else "MODEL"
-    if app == "android":
-        return [
-            f"cd {where} && ./gradlew installDebug",
-            f"adb shell am start -n {ANDROID_PACKAGE}/.MainActivity",
-            android_bench_command(first, output=f"{entries[0]['id'] if entries else 'result'}.json"),
-            f"adb pull {ANDROID_BENCH_DIR}/{entries[0]['id'] if entries else 'result'}.json",
-        ]
-    needs_executorch = any(e["runtime"] == "executorch" for e in entries)
-    spec = "project-executorch.yml" if needs_executorch else "project.yml"
-    out = f"{entries[0]['id'] if entries else 'result'}.json"
-    return [
-        f"cd {where} && xcodegen generate --spec {spec}",
-        f"cd {where} && xcodebuild -project EdgekitDemo.xcodeproj -scheme EdgekitDemo -configuration Release "
-        "-destination generic/platform=iOS -derivedDataPath build -allowProvisioningUpdates DEVELOPMENT_TEAM=YOUR_TEAM_ID build",
-        f"xcrun devicectl device install app --device UDID {where}/build/Build/Products/Release-iphoneos/EdgekitDemo.app",
-        ios_bench_command(first, output=out),
-        f"xcrun devicectl device copy from --device UDID --domain-type appDataContainer --domain-identifier {IOS_BUNDLE_ID} "
-        f"--source {IOS_BENCH_DIR}/{out} --destination {out}",
-    ]

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from edgekit.constants import DEFAULT_TARGET
 from edgekit import __version__, manifest as manifest_mod
 from edgekit.data import Samples, load_samples, random_samples, split_holdout
-from edgekit.errors import EdgekitError, UsageError
+from edgekit import preflight
+from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.preflight import artifact_filename  # noqa: F401  (part of this module's API)
 from edgekit.options import ConvertOptions, InputSpec, get_precision
 from edgekit.registry import get_target, resolve_targets
 from edgekit.ui import Reporter, captured_native_output
@@ -65,22 +68,13 @@ def _versions(converter: dict[str, str], runtime: str | None) -> dict[str, str]:
 def artifact_suffix(target_obj, staged_path: str) -> str:
     """The suffix of the staged artifact when it is one its target declares (a target may write
     several formats, e.g. Core ML .mlpackage or .mlmodel), else the target's main suffix."""
-    lowered = str(staged_path).rstrip("/").lower()
-    for suffix in (target_obj.suffix, *getattr(target_obj, "extra_suffixes", ())):
-        if lowered.endswith(suffix):
-            return suffix
-    return target_obj.suffix
-
-
-def artifact_filename(name: str, precision: str, suffix: str, io: str = "float") -> str:
-    stem = name if precision == "none" else f"{name}_{precision}"
-    return f"{stem}_io-int8{suffix}" if io == "int8" else f"{stem}{suffix}"
+    return target_obj.suffix_of(staged_path) or target_obj.suffix
 
 
 def convert(
     model: Any = None,
     *,
-    target: str | Sequence[str] = "tflite",
+    target: str | Sequence[str] = DEFAULT_TARGET,
     quantize: str | None = None,
     calibration: str | None = None,
     inputs: Sequence[str | InputSpec] | None = None,
@@ -106,7 +100,13 @@ def convert(
     if not target_names:
         raise UsageError("no installed target: pip install 'edgekit[all]'")
     plan = _plan(target_names, options)
+    name = options.name or (Path(str(model)).stem if isinstance(model, (str, os.PathLike)) else "model")
+    # everything that can be refused without the model is refused before loading it
+    preflight.check_calibration_given(plan, options)
     manifest_mod.check_output_dir(options.output_dir)
+    preflight.check_destinations_free(plan, options, name)
+    if specs:  # shapes known from --input: bound the samples before loading; else after export
+        preflight.check_sample_memory(specs, options)
 
     with reporter.stage("load"):
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -119,18 +119,26 @@ def convert(
         reporter.warn(warning)
     with reporter.stage("export"):
         prepared = prepare(loaded, specs, options.dynamic, options.seed)
-    name = options.name or (Path(str(model)).stem if isinstance(model, (str, os.PathLike)) else "model")
+    preflight.check_normalisation(prepared.inputs, options)
+    if not specs:
+        preflight.check_sample_memory(prepared.inputs, options)
+    from edgekit.verify import verify_declarations
+
+    verify_declarations(prepared, options)  # --output-role/--state/--tolerance names, before any work
 
     calib, eval_samples = _read_data(prepared.inputs, options, plan, reporter)
     artifacts = []
     for target_obj, precision, error in plan:
-        if error is not None:
-            reporter.info(f"{target_obj.name} [{precision}]\n  error: {error}")
-            artifacts.append(_error_artifact(target_obj.name, precision, error))
-            continue
-        artifacts.append(
-            _convert_one(target_obj, precision, prepared, options, calib, eval_samples, name, loaded.source, reporter)
-        )
+        if error is None:
+            artifact = _convert_one(target_obj, precision, prepared, options, calib, eval_samples, name, loaded.source, reporter)
+        else:
+            reporter.info(f"{target_obj.name} [{precision}]")
+            artifact = _error_artifact(target_obj.name, precision, error)
+        # with one target the CLI prints the error line itself; with several, each target's error
+        # is shown here once, and the table repeats it in its row
+        if artifact.status == "error" and len(plan) > 1:
+            reporter.info(f"  error: {artifact.error}")
+        artifacts.append(artifact)
     if len(artifacts) == 1 and artifacts[0].status == "error":
         exc = artifacts[0]._exc  # type: ignore[attr-defined]
         raise exc from exc.__cause__
@@ -149,7 +157,7 @@ def _plan(target_names: Sequence[str], options: ConvertOptions):
                 raise UsageError(
                     f"the {name} target does not support --quantize {precision}; it supports: {', '.join(target_obj.precisions)}"
                 )
-            if options.io != "float" and options.io not in getattr(target_obj, "io_types", ("float",)):
+            if options.io != "float" and options.io not in target_obj.io_types:
                 raise UsageError(f"the {name} target does not support --io {options.io}")
             if options.dynamic and not target_obj.supports_dynamic:
                 raise UsageError(
@@ -167,9 +175,18 @@ def _plan(target_names: Sequence[str], options: ConvertOptions):
 
 
 def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tuple[Samples | None, Samples]:
+    """Calibration and evaluation samples, read once for every target.
+
+    ``--eval-data`` is used whole unless ``--eval-samples`` says otherwise, up to what fits in half of
+    this machine's memory; any cut is said on the console (a warning when edgekit chose it) and the
+    parity records the count. DEFAULT_EVAL_SAMPLES applies to held-back calibration data and random
+    inputs only."""
+    from edgekit.options import DEFAULT_EVAL_SAMPLES
+
     needs_calibration = any(get_precision(p).needs_calibration for _, p, error in plan if error is None)
     calib: Samples | None = None
     held: Samples | None = None
+    default_count = options.eval_samples or DEFAULT_EVAL_SAMPLES
     data_kwargs = dict(
         image_size=options.image_size, mean=options.mean, std=options.std,
         color_layout=options.color_layout, seed=options.seed,
@@ -181,7 +198,7 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
         )
     if options.calibration is not None:
         with reporter.stage("calibrate"):
-            total = options.calibration_samples + (0 if options.eval_data else options.eval_samples)
+            total = options.calibration_samples + (0 if options.eval_data else default_count)
             data = load_samples(options.calibration, specs, limit=total, **data_kwargs)
             if not data.real:
                 reporter.warn("calibrating on random data (--calibration random): activation ranges may not match real inputs")
@@ -192,12 +209,42 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
             else:
                 held = data if data.real else None
     if options.eval_data is not None:
-        eval_samples = load_samples(options.eval_data, specs, limit=options.eval_samples, flag="--eval-data", **data_kwargs)
+        eval_samples = _read_eval_data(specs, options, reporter, data_kwargs)
     elif held is not None:
-        eval_samples = Samples(held.samples[: options.eval_samples], held.source, held.real)
+        eval_samples = Samples(held.samples[:default_count], held.source, held.real)
     else:
-        eval_samples = random_samples(specs, options.eval_samples, options.seed + 1)
+        eval_samples = random_samples(specs, default_count, options.seed + 1)
     return calib, eval_samples
+
+
+def _eval_memory_bound(specs, options: ConvertOptions) -> int:
+    """How many eval samples fit beside the calibration samples in half of this machine's memory."""
+    from edgekit.options import MAX_SAMPLES, _memory_bytes
+
+    memory = _memory_bytes()
+    per_sample = max(1, sum(s.nbytes for s in specs))
+    if memory is None:
+        return MAX_SAMPLES
+    return max(1, min(MAX_SAMPLES, (memory // 2) // per_sample - options.calibration_samples))
+
+
+def _read_eval_data(specs, options: ConvertOptions, reporter: Reporter, data_kwargs) -> Samples:
+    bound = options.eval_samples or _eval_memory_bound(specs, options)
+    in_memory = Path(options.eval_data).suffix.lower() in (".npz", ".npy") and Path(options.eval_data).is_file()
+    # a .npz/.npy is read whole anyway, so its count is exact; other sources stop one past the bound
+    data = load_samples(options.eval_data, specs, limit=None if in_memory else bound + 1, flag="--eval-data", **data_kwargs)
+    if len(data) <= bound:
+        return data
+    total = f"{len(data)}" if in_memory else f"more than {bound}"
+    kept = Samples(data.samples[:bound], data.source, data.real)
+    if options.eval_samples:
+        reporter.info(f"  verifying on the first {bound} of {total} --eval-data samples (--eval-samples {bound})")
+    else:
+        reporter.warn(
+            f"--eval-data holds {total} samples; verifying on the first {bound}, as many as fit in half of this "
+            f"machine's memory ({len(data) - bound if in_memory else 'the rest'} left out; --eval-samples N chooses)"
+        )
+    return kept
 
 
 def _check_unchanged(target_obj, path: str, sample, before, threads: int) -> None:
@@ -209,8 +256,18 @@ def _check_unchanged(target_obj, path: str, sample, before, threads: int) -> Non
 
     with captured_native_output():
         after = run_artifact(target_obj.runtime().load(path, threads=threads), sample)
-    if len(after) != len(before) or not all(np.array_equal(a, b) for a, b in zip(after, before)):
+    # NaN where the model itself gives NaN is the user's model, not a change: compare NaN-equal
+    if len(after) != len(before) or not all(_same(a, b) for a, b in zip(after, before)):
         raise ConversionError(f"{target_obj.name}: embedding the manifest changed the artifact's outputs (an edgekit bug; please report it)")
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 
 def _error_artifact(target: str, precision: str, exc: EdgekitError, seconds: float = 0.0) -> Artifact:
@@ -226,9 +283,11 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
 
     start = time.perf_counter()
     reporter.info(f"{target_obj.name} [{precision}]")
+    native_log: list[str] = []  # what the converter and runtime printed, kept for a failure's log
     try:
         with manifest_mod.staging_dir(options.output_dir) as stage:
-            with reporter.stage("convert"), captured_native_output(not reporter.verbose) as native_log:
+            preflight.check_free_space(prepared, precision, stage)
+            with reporter.stage("convert"), captured_native_output(not reporter.verbose, native_log):
                 converted = target_obj.convert(prepared, precision, options, calib.samples if calib else None, str(stage))
             for warning in converted.warnings:
                 reporter.warn(warning)
@@ -241,13 +300,15 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
                 parity = Parity("unverified", tolerance=tolerance, reasons=[converted.unverifiable_reason])
                 reporter.warn(f"{target_obj.name}: {converted.unverifiable_reason}")
             else:
-                with reporter.stage("verify"), captured_native_output(not reporter.verbose):
+                with reporter.stage("verify"), captured_native_output(not reporter.verbose, native_log):
                     runtime = target_obj.runtime().load(converted.path, threads=options.threads)
                     runtime_version = runtime.version()
-                    parity = verify(prepared, runtime, eval_samples, tolerance)
+                    parity = verify(prepared, runtime, eval_samples, tolerance, options)
+                    if options.decoder:
+                        _check_decoder(prepared, runtime, eval_samples, options.decoder, precision, parity)
             if parity.status == "passed" and not eval_samples.real:
                 reporter.warn(f"{target_obj.name}: verified on random inputs only; pass --eval-data for a real check")
-            with captured_native_output(not reporter.verbose):
+            with captured_native_output(not reporter.verbose, native_log):
                 target_obj.add_extra_files(converted, prepared, eval_samples, options, str(stage))
             suffix = artifact_suffix(target_obj, converted.path)
             filename = artifact_filename(name, precision, suffix, options.io)
@@ -266,16 +327,9 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
             if extras:
                 doc["extra_files"] = [manifest_mod.extra_file_entry(src, dest) for src, dest in extras]
             manifest_mod.publish(staged, doc, destination, options.overwrite, extras)
-    except EdgekitError as exc:
-        reporter.info(f"  error: {exc}")
-        return _error_artifact(target_obj.name, precision, exc, time.perf_counter() - start)
-    except Exception as exc:  # a converter library raised something its target did not translate
-        from edgekit.export import describe_conversion_error
-
-        log.debug("unexpected error from the %s target", target_obj.name, exc_info=True)
-        error = describe_conversion_error(exc, prepared, target_obj.name)
-        error.__cause__ = exc
-        reporter.info(f"  error: {error}")
+    except (Exception, SystemExit) as exc:  # SystemExit: a converter library that calls sys.exit()
+        error = _as_edgekit_error(exc, prepared, target_obj.name, options.output_dir)
+        _keep_log(error, exc, native_log, options, name, precision, target_obj.name)
         return _error_artifact(target_obj.name, precision, error, time.perf_counter() - start)
     for reason in parity.reasons if parity.status == "failed" else ():
         reporter.warn(f"{target_obj.name} [{precision}] failed verification: {reason}")
@@ -283,6 +337,59 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
         target_obj.name, precision, parity.status, str(destination), str(manifest_mod.manifest_path(destination)),
         size, parity.to_dict(), doc, seconds=time.perf_counter() - start,
     )
+
+
+def _as_edgekit_error(exc: BaseException, prepared, target: str, output_dir: str) -> EdgekitError:
+    """A target's failure as one typed error: a full disk is an output error (7) wherever it
+    struck; anything a converter library raised untranslated is a conversion error (5)."""
+    from edgekit.export import describe_conversion_error
+
+    if manifest_mod.is_disk_full(exc):
+        return manifest_mod.disk_full_error(output_dir)
+    if isinstance(exc, EdgekitError):
+        return exc
+    log.debug("unexpected error from the %s target", target, exc_info=exc)
+    if isinstance(exc, SystemExit):
+        error = ConversionError(f"{target} converter exited (code {exc.code})", hint="--verbose shows its output")
+    else:
+        error = describe_conversion_error(exc, prepared, target)
+    error.__cause__ = exc
+    return error
+
+
+def _keep_log(error: EdgekitError, exc: BaseException, native_log: list[str], options, name, precision, target) -> None:
+    """A conversion that failed keeps what the converter printed, and the traceback, in
+    ``<artifact stem>.<target>.log`` beside the output: the one line on the console names it."""
+    import traceback
+
+    if not isinstance(error, ConversionError):
+        return
+    text = "".join(native_log).strip()
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path = Path(options.output_dir) / artifact_filename(name, precision, f".{target}.log", options.io)
+    try:
+        manifest_mod.write_text_atomic(path, f"edgekit: {error}\n\n--- converter output ---\n{text}\n\n--- traceback ---\n{trace}")
+    except EdgekitError:
+        return  # the log is a courtesy: never let it replace the real error
+    error.hint = f"{error.hint}; log: {path}" if error.hint else f"log: {path}"
+
+
+def _check_decoder(prepared, runtime, eval_samples, decoder: str, precision: str, parity) -> None:
+    """--decoder: greedy generation with the artifact against eager PyTorch, exact where weights stay float32."""
+    from edgekit.generate import check_greedy
+
+    result, reasons = check_greedy(prepared, runtime, eval_samples.samples, decoder, exact_required=precision == "none")
+    parity.greedy = result
+    if reasons:
+        parity.reasons.extend(reasons)
+        parity.status = "failed"
+
+
+def _state_pairs(prepared, options) -> list[dict[str, str]]:
+    """Which outputs feed which inputs at the next step (also when verification did not run)."""
+    from edgekit.verify import describe_state
+
+    return describe_state(prepared, options)
 
 
 def _manifest(target_obj, precision, prepared, options, converted, parity, calib, eval_samples, name, source, size, sha, runtime_version):
@@ -326,7 +433,9 @@ def _manifest(target_obj, precision, prepared, options, converted, parity, calib
         "preprocessing": preprocessing or None,
         "labels": list(options.labels) if options.labels else None,
         "parity": parity.to_dict(),
+        "state": parity.stateful["pairs"] if parity.stateful else _state_pairs(prepared, options),
         "status": parity.status,
         "target_details": converted.details,
         "command": options.command_line or " ".join(sys.argv),
+        **({"decoder": parity.greedy["decoder"]} if parity.greedy else {}),
     }

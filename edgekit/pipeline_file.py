@@ -28,11 +28,13 @@ to the pipeline file's folder. Parsing uses tomllib (Python 3.11+) or tomli; not
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgekit.constants import DEFAULT_TARGET
 from edgekit.errors import UsageError
 
 # ---- value checkers: each returns the (normalised) value or raises ValueError with what was expected
@@ -60,7 +62,7 @@ def _int(minimum: int | None = None):
 
 def _float(low: float | None = None, high: float | None = None, open_low: bool = False, open_high: bool = False):
     def check(v):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # TOML has nan and inf
         if ok and low is not None:
             ok = v > low if open_low else v >= low
         if ok and high is not None:
@@ -121,6 +123,13 @@ _POS_INT, _NONNEG_INT, _ANY_INT = _int(1), _int(0), _int()
 _POS_FLOAT, _NONNEG_FLOAT = _float(0, open_low=True), _float(0)
 _FRACTION_OPEN = _float(0, 1, open_low=True, open_high=True)
 
+def _names_table(value):
+    """[verify.output_roles] / [verify.state]: NAME = "VALUE" pairs (edgekit/verify_roles.py)."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError('a table of NAME = "VALUE" strings, e.g. [verify.output_roles] boxes = "regression"')
+    return dict(value)
+
+
 SCHEMA: dict[str, dict[str, Any]] = {
     "distill": {
         "teacher": _PATH_OR_SPEC, "arch": _str, "student": _PATH_OR_SPEC, "student_arch": _str,
@@ -133,7 +142,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "epochs": _POS_INT, "batch_size": _POS_INT, "lr": _POS_FLOAT, "weight_decay": _NONNEG_FLOAT,
         "warmup": _NONNEG_FLOAT, "clip_grad": _NONNEG_FLOAT, "patience": _POS_INT, "max_steps": _POS_INT,
         "seed": _ANY_INT, "amp": _choice("auto", "off", "bf16", "fp16"), "device": _str, "threads": _POS_INT,
-        "checkpoint_dir": _PATH, "resume": _bool, "qat": _choice("int8"), "output": _PATH, "overwrite": _bool,
+        "checkpoint_dir": _PATH, "resume": _bool, "qat": _choice("int8"), "control": _bool, "output": _PATH, "overwrite": _bool,
     },
     "convert": {
         "model": _PATH_OR_SPEC, "arch": _str, "inputs": _list(_str), "trust_pickle": _bool,
@@ -144,7 +153,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "verify": {
         "enabled": _bool, "eval_data": _PATH_OR_SPEC, "eval_samples": _POS_INT, "tolerance": _tolerance,
-        "strict": _bool,
+        "strict": _bool, "output_roles": _names_table, "state": _names_table, "state_steps": _POS_INT,
     },
     "bench": {
         "devices": _list(_str), "threads": _POS_INT, "warmup": _NONNEG_INT, "runs": _POS_INT,
@@ -202,7 +211,7 @@ def _section(name: str, table: Any, base: Path, where: str) -> dict[str, Any]:
 
 
 def _target_options(value):
-    from edgekit.registry import TARGETS, canonical
+    from edgekit.registry import targets, canonical
 
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError("a table of per-target tables, e.g. [convert.options.coreml]")
@@ -211,7 +220,7 @@ def _target_options(value):
         try:
             out[canonical(target)] = dict(options)
         except UsageError:
-            raise ValueError(f"per-target tables named after targets ({', '.join(TARGETS)}), not {target!r}") from None
+            raise ValueError(f"per-target tables named after targets ({', '.join(targets())}), not {target!r}") from None
     return out
 
 
@@ -243,7 +252,7 @@ def _check_targets(convert: dict[str, Any], where: str) -> None:
     from edgekit.registry import canonical, get_target_class
 
     names = []
-    for name in convert.get("targets", ["tflite"]):
+    for name in convert.get("targets", [DEFAULT_TARGET]):
         try:
             names.append(canonical(name))
         except UsageError as exc:
@@ -274,4 +283,6 @@ def load(path: str) -> Pipeline:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file (a pipeline file is TOML; see docs/distill.md)") from None
     return parse(document, path)

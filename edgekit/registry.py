@@ -1,4 +1,7 @@
-"""Target name -> backend class, resolved lazily. Adding a target is one line in TARGETS.
+"""Target name -> backend class, resolved lazily. Adding a target is one line in TARGETS, or, from
+another distribution, one entry point in the ``edgekit.targets`` group (``name = "module:Class"``):
+plugins are found with importlib.metadata the first time the registry is listed or misses a name, so
+they also work in bench's measuring subprocess and on a board.
 
 Modules are imported only when a target is asked for; target modules themselves import their
 ML libraries inside functions, so resolving a class stays cheap.
@@ -7,13 +10,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from functools import lru_cache
 
 from edgekit.errors import UsageError
+
+ENTRY_POINT_GROUP = "edgekit.targets"
 
 # name -> "module:Class". Order is the order of `--target all` and of tables.
 TARGETS: dict[str, str] = {
     "tflite": "edgekit.targets.tflite:TFLiteTarget",
     "coreml": "edgekit.targets.coreml:CoreMLTarget",
+    "coreai": "edgekit.targets.coreai:CoreAITarget",
     "executorch": "edgekit.targets.executorch:ExecuTorchTarget",
     "torchscript-lite": "edgekit.targets.torchscript_lite:TorchScriptLiteTarget",
     "onnx": "edgekit.targets.onnx:ONNXTarget",
@@ -21,18 +28,36 @@ TARGETS: dict[str, str] = {
 ALIASES: dict[str, str] = {"litert": "tflite", "pytorch-mobile": "executorch", "ptl": "torchscript-lite"}
 
 
+@lru_cache(maxsize=1)
+def _plugins() -> dict[str, str]:
+    """Targets other distributions register as entry points; a built-in name always wins."""
+    from importlib.metadata import entry_points
+
+    return {ep.name.lower(): ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() not in TARGETS}
+
+
+def targets() -> dict[str, str]:
+    """Every known target, built-in first, in the order of `--target all` and of tables."""
+    return {**TARGETS, **_plugins()}
+
+
 def canonical(name: str) -> str:
     key = ALIASES.get(name.lower(), name.lower())
-    if key not in TARGETS:
-        close = difflib.get_close_matches(key, list(TARGETS) + list(ALIASES), n=1)
+    known = TARGETS if key in TARGETS else targets()
+    if key not in known:
+        close = difflib.get_close_matches(key, list(known) + list(ALIASES), n=1)
         hint = f"did you mean {ALIASES.get(close[0], close[0])!r}? " if close else ""
-        raise UsageError(f"unknown target {name!r}; {hint}known targets: {', '.join(TARGETS)}")
+        raise UsageError(f"unknown target {name!r}; {hint}known targets: {', '.join(known)}")
     return key
 
 
 def get_target_class(name: str):
-    module_name, _, class_name = TARGETS[canonical(name)].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    key = canonical(name)
+    module_name, _, class_name = (TARGETS.get(key) or targets()[key]).partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:  # a plugin whose entry point is wrong, or whose module breaks
+        raise UsageError(f"target {key!r}: cannot load {module_name}:{class_name} ({type(exc).__name__}: {exc})") from exc
 
 
 def get_target(name: str):
@@ -44,24 +69,20 @@ def resolve_targets(names) -> list[str]:
     out: list[str] = []
     for name in names:
         if name.lower() == "all":
-            out.extend(n for n in TARGETS if get_target_class(n).available())
+            out.extend(n for n in targets() if get_target_class(n).available())
         else:
             out.append(canonical(name))
     return list(dict.fromkeys(out))
 
 
 def target_for_artifact(path: str):
-    """The target whose suffix matches an artifact path (for inspect and bench)."""
-    lowered = path.rstrip("/").lower()
-    for name in TARGETS:
-        cls = get_target_class(name)
-        if lowered.endswith(cls.suffix):
-            return cls()
-        for extra_suffix in getattr(cls, "extra_suffixes", ()):
-            if lowered.endswith(extra_suffix):
-                return cls()
-    raise UsageError(
-        f"{path}: not an artifact edgekit knows (suffixes: "
-        + ", ".join(get_target_class(n).suffix for n in TARGETS)
-        + ")"
-    )
+    """The target that writes an artifact with this suffix (for inspect, bench and package)."""
+    classes = [get_target_class(n) for n in TARGETS]
+    matches = [(len(cls.suffix_of(path)), cls) for cls in classes if cls.suffix_of(path)]
+    if not matches:  # only then load plugins: a broken plugin never stands between a user and a .tflite
+        classes += [get_target_class(n) for n in _plugins()]
+        matches = [(len(cls.suffix_of(path)), cls) for cls in classes if cls.suffix_of(path)]
+    if not matches:
+        known = ", ".join(s for cls in classes for s in cls.suffixes())
+        raise UsageError(f"{path}: not an artifact edgekit knows (suffixes: {known})")
+    return max(matches, key=lambda m: m[0])[1]()

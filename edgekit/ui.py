@@ -39,21 +39,22 @@ class Reporter:
 
 
 @contextlib.contextmanager
-def captured_native_output(enabled: bool = True) -> Iterator[list[str]]:
+def captured_native_output(enabled: bool = True, into: list[str] | None = None) -> Iterator[list[str]]:
     """Send everything converters print to a temporary file while they run.
 
     litert-torch prints progress with print(); TensorFlow's C++ logging, absl and XNNPACK write
     straight to file descriptors 1 and 2. Either would break ``--json`` on stdout and bury the progress
     display, so both levels are redirected: the descriptors, and sys.stdout / sys.stderr (which may
     not be the descriptors at all, under pytest or in a notebook). The captured text is handed back
-    (a list that receives it) so that --verbose or an error can show it.
+    (a list that receives it, ``into`` when given) so that an error can keep it in a log file;
+    with --verbose nothing is captured and the converters speak for themselves.
     """
     import io
     import os
     import tempfile
     import warnings
 
-    captured: list[str] = []
+    captured: list[str] = into if into is not None else []  # ``into``: several stages, one log
     if not enabled:
         yield captured
         return

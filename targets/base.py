@@ -5,11 +5,14 @@ Nothing here imports an ML framework.
 """
 from __future__ import annotations
 
+import abc
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from edgekit.errors import MissingDependencyError
+from edgekit.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -50,23 +53,33 @@ class TensorSpec:
         return cls(data["name"], tuple(data["shape"]), data["dtype"], quant.get("scale"), quant.get("zero_point"))
 
 
-class Runtime:
-    """Loads one artifact and runs it on numpy arrays, in the artifact's own I/O order."""
+class Runtime(abc.ABC):
+    """Loads one artifact and runs it on numpy arrays, in the artifact's own I/O order.
 
-    #: where parity can be checked on this machine; a runtime that cannot execute here sets a reason
+    verify.py and the bench runner only ever talk to this interface, never to a library directly."""
+
+    @abc.abstractmethod
     def load(self, path: str, threads: int = 1) -> "Runtime":
-        raise NotImplementedError
+        """Load ``path``; returns self so that ``Runtime().load(p)`` reads as one step."""
+
+    #: filled by ``load``: the artifact's inputs and outputs as its runtime sees them
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
 
     def inputs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        """The artifact's inputs, in the order ``run`` takes them."""
+        return list(self._inputs)
 
     def outputs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        """The artifact's outputs, in the order ``run`` returns them."""
+        return list(self._outputs)
 
+    @abc.abstractmethod
     def run(self, inputs: Sequence["np.ndarray"]) -> list["np.ndarray"]:
-        raise NotImplementedError
+        """One inference on numpy arrays of the dtypes ``inputs()`` names."""
 
     def version(self) -> str:
+        """The runtime library and version, for the manifest ("unknown" when a runtime cannot tell)."""
         return "unknown"
 
 
@@ -89,13 +102,73 @@ class ConvertedArtifact:
     extra_files: list[str] = field(default_factory=list)
 
 
-class Target:
-    """A target backend. Subclasses set the class attributes and implement convert and runtime."""
+def choice(default: Any, choices: Sequence[Any], flag: str) -> Any:
+    """A settings field that only takes one of ``choices``; ``flag`` names it in messages."""
+    return field(default=default, metadata={"choices": tuple(choices), "flag": flag})
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """The base of a target's own options: a frozen dataclass built once from
+    ``ConvertOptions.target_options[<target>]`` (the CLI fills that dict from the target's flags).
+
+    Unknown keys and values outside a field's ``choices`` are refused with the valid ones listed;
+    a subclass adds cross-field rules in ``validate``."""
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any], target: str):
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise UsageError(f"the {target} target has no option {', '.join(map(repr, unknown))}; its options: {', '.join(names) or 'none'}")
+        for f in dataclasses.fields(cls):
+            choices = f.metadata.get("choices")
+            if f.name in values and choices is not None and values[f.name] not in choices:
+                flag = f.metadata.get("flag", f.name)
+                raise UsageError(f"{flag} {values[f.name]!r}: choose one of {', '.join(map(str, choices))}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; raise UsageError. Default: none."""
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """What an artifact of a target needs on a device. bench and package ask the target for this,
+    never a table of suffixes, so a new target brings its own answers."""
+
+    #: what a person calls the format, for messages ("TFLite / LiteRT")
+    format_name: str
+    #: a native benchmark binary pushed to adb/ssh devices for this format (None: no such runner)
+    runner: str | None = None
+    #: where to get that runner, said when it is missing
+    runner_help: str = ""
+    #: the Python module a Linux board needs to run the artifact with `edgekit bench --device ssh://`
+    python_module: str | None = None
+    #: sample app -> the runtime inside that app that loads this format (empty: no app loads it)
+    apps: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: the suffixes those apps load (None: the target's main suffix only; e.g. not ExecuTorch's .bpte)
+    app_suffixes: tuple[str, ...] | None = None
+
+
+class Target(abc.ABC):
+    """A target backend: one package under targets/ and one line in edgekit/registry.py.
+
+    Subclasses set the class attributes below and implement convert, runtime and inspect. The
+    pipeline, bench and package read only what is declared here."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]  # artifact file suffix, e.g. ".tflite"
+    #: other suffixes this target writes or reads (Core ML's .mlmodel, ExecuTorch's .bpte)
+    extra_suffixes: ClassVar[tuple[str, ...]] = ()
     precisions: ClassVar[tuple[str, ...]]
     default_precision: ClassVar[str] = "none"
+    #: model I/O types the target can emit with --io ("float": quantize/dequantize inside the model)
+    io_types: ClassVar[tuple[str, ...]] = ("float",)
+    #: what its artifacts need on a device (runner, board Python module, sample apps)
+    on_device: ClassVar[OnDevice]
     #: importable module names this target needs, and the extra that installs them
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
@@ -103,6 +176,16 @@ class Target:
     #: whether --dynamic axes are honoured; when not, the reason a user sees (checked before any work)
     supports_dynamic: ClassVar[bool] = False
     dynamic_unsupported_reason: ClassVar[str] = "this target exports fixed shapes"
+
+    @classmethod
+    def suffixes(cls) -> tuple[str, ...]:
+        return (cls.suffix, *cls.extra_suffixes)
+
+    @classmethod
+    def suffix_of(cls, path: str) -> str | None:
+        """The suffix of ``path`` when this target writes or reads it, else None (longest match)."""
+        lowered = str(path).rstrip("/").lower()
+        return next((s for s in sorted(cls.suffixes(), key=len, reverse=True) if lowered.endswith(s)), None)
 
     @classmethod
     def missing(cls) -> list[str]:
@@ -135,6 +218,7 @@ class Target:
         """Collect this target's flags from parsed CLI args into its target_options dict."""
         return {}
 
+    @abc.abstractmethod
     def convert(
         self,
         model: "ExportedModel",
@@ -144,7 +228,6 @@ class Target:
         workdir: str,
     ) -> ConvertedArtifact:
         """Write the artifact into ``workdir`` (a private staging folder) and describe it."""
-        raise NotImplementedError
 
     def add_extra_files(
         self,
@@ -163,9 +246,10 @@ class Target:
         final bytes) inside the staged artifact, for formats with a metadata slot, so that the file
         found alone still says where it came from. The digest is taken afterwards. Default: nothing."""
 
+    @abc.abstractmethod
     def runtime(self) -> Runtime:
-        raise NotImplementedError
+        """A fresh, unloaded Runtime for this target's artifacts."""
 
+    @abc.abstractmethod
     def inspect(self, path: str) -> dict[str, Any]:
         """Op histogram, quantized tensors and I/O of an artifact, for ``edgekit inspect``."""
-        raise NotImplementedError

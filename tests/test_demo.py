@@ -27,3 +27,11 @@ def test_demo_takes_the_digits_cnn_through_every_installed_target(tmp_path, caps
         assert test_acc >= accuracy - 0.01, row  # int8 loses at most a point of real test accuracy
         assert 0 < p50 < 50, row
     assert any(r[0] == "tflite" and r[1] == "int8" for r in rows)
+    # every target's manifest is one the typed schema reads back unchanged
+    from edgekit import manifest as manifest_mod
+
+    written = sorted(tmp_path.rglob("*.edgekit.json"))
+    assert {manifest_mod.load(p).target for p in written} == set(installed)
+    for path in written:
+        doc = manifest_mod.read(path)
+        assert manifest_mod.Manifest.from_dict(doc).to_dict() == doc, path

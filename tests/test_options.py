@@ -53,3 +53,30 @@ def test_dynamic_axis_parse():
     assert (axis.input, axis.axis, axis.min, axis.max) == ("ids", 1, 1, 512)
     with pytest.raises(UsageError, match="MIN must not exceed MAX"):
         DynamicAxis.parse("x:0:9-2")
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/x", "a/b", "a\\b", ".hidden", "..", "", "a\0b"])
+def test_name_must_be_a_plain_file_name(name):
+    with pytest.raises(UsageError, match="give a plain file name"):
+        ConvertOptions(name=name)
+    assert ConvertOptions(name="my_model-v2").name == "my_model-v2"
+
+
+@pytest.mark.parametrize("field, flag", [("eval_samples", "--eval-samples"), ("calibration_samples", "--calibration-samples")])
+def test_sample_counts_are_bounded(field, flag):
+    with pytest.raises(UsageError, match=f"{flag} must be between 1 and 100,000, got 100001"):
+        ConvertOptions(**{field: 100_001})
+    assert getattr(ConvertOptions(**{field: 100_000}), field) == 100_000
+
+
+def test_input_shapes_that_cannot_be_allocated():
+    with pytest.raises(UsageError, match=r"more than a tensor can index \(2\^63\)"):
+        InputSpec.parse("x:4294967296x4294967296x2")
+    with pytest.raises(UsageError, match=r"input 'x': shape 1000000x1000000 \(float32\) needs 3.73e\+03 GiB for one tensor"):
+        InputSpec.parse("x:1000000x1000000")
+    assert InputSpec.parse("x:1x3x224x224").nbytes == 3 * 224 * 224 * 4
+
+
+def test_mean_and_std_must_be_finite():
+    with pytest.raises(UsageError, match="--mean values must be finite numbers"):
+        ConvertOptions(mean=(0.5, float("nan"), 0.5))

@@ -275,6 +275,22 @@ def plots(doc: dict, folder: str) -> list[str]:
     return written
 
 
+SECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "sections")
+
+
+def section_files() -> list[str]:
+    """The sections other benchmark scripts wrote (benchmarks/results/sections/*.md, each with the
+    command that made it): RESULTS.md carries them after the suite's own, so a suite run keeps them."""
+    if not os.path.isdir(SECTIONS):
+        return []
+    out: list[str] = []
+    for name in sorted(os.listdir(SECTIONS)):
+        if name.endswith(".md"):
+            with open(os.path.join(SECTIONS, name), encoding="utf-8") as fh:
+                out += [fh.read().rstrip("\n"), ""]
+    return out
+
+
 def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
     checks = judge(doc)
     images = plots(doc, plot_folder)
@@ -364,6 +380,7 @@ def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
         recipe = RECIPES.get(key) or (f"none: {DIRECT_MISSING[key]}" if key in DIRECT_MISSING else "none")
         out.append(f"| {key[0]} | {key[1]} | {recipe} |")
     out.append("")
+    out += section_files()
     with open(md_path + ".tmp", "w", encoding="utf-8") as fh:
         fh.write("\n".join(out))
     os.replace(md_path + ".tmp", md_path)

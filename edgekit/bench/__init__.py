@@ -8,6 +8,8 @@ Each record follows edgekit.bench.schema (SCHEMA_VERSION, parse_result, load_res
 """
 from __future__ import annotations
 
+from edgekit.constants import BENCH_TIMEOUT_S
+
 __all__ = ["run_bench"]
 
 
@@ -19,14 +21,14 @@ def run_bench(
     warmup: int = 5,
     runs: int = 50,
     min_time: float | None = None,
-    timeout: float = 300.0,
+    timeout: float = BENCH_TIMEOUT_S,
     data: str | None = None,
     runner=None,
     quiet: bool = True,
     **options,
 ) -> list[dict]:
     """Measure every artifact on every device; see :func:`edgekit.bench.runner.run_bench`
-    (further keywords: cpu_mask, seed, app, ssh_config, peak, progress_stream)."""
+    (further keywords: cpu_mask, seed, app, ssh_config, peak, rounds, progress_stream)."""
     from edgekit.bench.runner import run_bench as _run_bench
 
     return _run_bench(list(artifacts), list(devices), threads=threads, warmup=warmup, runs=runs, min_time=min_time,

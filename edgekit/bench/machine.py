@@ -57,6 +57,49 @@ def describe_machine() -> dict:
     }
 
 
+def _cpu_paths(pattern: str) -> list[str]:
+    import glob
+    import re
+
+    return sorted(glob.glob(pattern), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+
+
+def device_state() -> dict:
+    """The state a number is taken under, read where this code runs (sysfs on Linux): CPU governor,
+    per-core current frequency, thermal zones, OS build. Unreadable facts are None, never guessed."""
+    governors = sorted({g for g in (_read(p) for p in _cpu_paths("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")) if g})
+    freqs = [_read(p) for p in _cpu_paths("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")]
+    thermal = {}
+    for zone in _cpu_paths("/sys/class/thermal/thermal_zone*"):
+        kind, temp = _read(f"{zone}/type"), _read(f"{zone}/temp")
+        if kind and temp and temp.lstrip("-").isdigit():
+            thermal[kind] = int(temp) / 1000.0
+    release = _read("/etc/os-release") or ""
+    pretty = next((line.split("=", 1)[1].strip('"') for line in release.splitlines() if line.startswith("PRETTY_NAME=")), None)
+    return {
+        "cpu_governor": ",".join(governors) or None,
+        "cpu_freq_mhz": [int(f) // 1000 for f in freqs if f and f.isdigit()] or None,
+        "thermal_c": thermal or None,
+        "os_build": " / ".join(x for x in (pretty, f"{platform.system()} {platform.release()} {platform.version()}") if x),
+    }
+
+
+def parse_state(text: str) -> dict:
+    """The same facts from a device shell's output: governor, '__f', frequencies (kHz), '__t',
+    'zone-type millidegrees' lines (edgekit/bench/devices/adb.py writes that script)."""
+    head, _, rest = text.partition("__f")
+    freq_text, _, thermal_text = rest.partition("__t")
+    governor = head.strip().splitlines()[0].strip() if head.strip() else None
+    thermal = {}
+    for line in thermal_text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            thermal[parts[0]] = int(parts[1]) / 1000.0
+    freqs = [int(x) // 1000 for x in freq_text.split() if x.isdigit()]
+    return {"cpu_governor": governor if governor and " " not in governor else None,
+            "cpu_freq_mhz": freqs or None, "thermal_c": thermal or None}
+
+
 def fingerprint() -> str:
     """A key that changes when the machine does (for per-machine caches such as the GEMM peak)."""
     parts = [socket.gethostname(), platform.machine(), cpu_name() or "?", str(os.cpu_count())]

@@ -23,7 +23,7 @@ import time
 _MODULES_AT_START = set(sys.modules)
 
 from edgekit.bench import schema  # noqa: E402  (stdlib only)
-from edgekit.bench.machine import describe_machine  # noqa: E402
+from edgekit.bench.machine import describe_machine, device_state  # noqa: E402
 from edgekit.bench.stats import summarize, throughput  # noqa: E402
 
 
@@ -168,6 +168,8 @@ def measure(args) -> dict:
         samples = data_inputs(args.data, specs, manifest, limit=max(1, args.runs))
     else:
         samples = [random_inputs(specs, args.seed)]
+        if (manifest or {}).get("decoder"):  # token and position 0: valid for any vocabulary and cache
+            samples = [[x * 0 if x.dtype.kind in "iu" else x for x in samples[0]]]
 
     clock = time.perf_counter
     t0 = clock()
@@ -200,18 +202,22 @@ def measure(args) -> dict:
         "arena_bytes": arena() if callable(arena) else None,
     }
     flops = (manifest or {}).get("flops")
+    runtime_section = _runtime_section(runtime)
     record = {
         "schema_version": schema.SCHEMA_VERSION,
         "kind": schema.RESULT_KIND,
         "artifact": art,
         "device": {"id": "host", "kind": "host", **describe_machine()},
-        "runtime": _runtime_section(runtime),
+        "runtime": runtime_section,
+        "device_state": {**device_state(), "runtime": " ".join(x for x in (runtime_section["name"], runtime_section["version"]) if x),
+                         "delegate": runtime_section["delegate"]},
         "settings": settings,
         "timings_ms": timings,
         "throughput_ips": throughput(timings["mean"]),
         "memory": memory,
         "compute": compute_section(flops if isinstance(flops, int) else None, timings["p50"], args.threads, not args.no_peak),
         "parity": (manifest or {}).get("parity"),
+        **_generation(runtime, manifest),
         "status": "ok",
         "error": None,
         "environment": schema.environment(),
@@ -219,6 +225,15 @@ def measure(args) -> dict:
         "warnings": warnings,
     }
     return schema.parse_result(record)
+
+
+def _generation(runtime, manifest: dict | None) -> dict:
+    """A decoder step (its manifest has "decoder"): prefill and decode tokens per second."""
+    if not (manifest or {}).get("decoder"):
+        return {}
+    from edgekit.generate import bench_generation
+
+    return {"generation": bench_generation(runtime, manifest)}
 
 
 def _new_runtime_modules() -> list[str]:

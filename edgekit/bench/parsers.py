@@ -12,13 +12,18 @@ Formats followed (from the tools' source, not from captured phone logs):
   TF <= 2.3 called the same delta ``Peak memory footprint (MB): init=.. overall=..``) and, with
   --report_peak_memory_footprint, ``Overall peak memory footprint (MB) via periodic monitoring: P``.
   MB there is max_rss_kb / 1024.
-- ExecuTorch `executor_runner` (examples/portable/executor_runner/executor_runner.cpp, ExecuTorch
-  0.4+): ``Setting up planned buffer N, size S.`` per memory-planned buffer and
-  ``Model executed successfully N time(s) in T ms.``, on stderr through ET_LOG.
+- ExecuTorch `executor_runner` (examples/portable/executor_runner/executor_runner.cpp, read at
+  pytorch/executorch 018a3a524425b33dcf8be85894ee5a1e83bc138c, the 1.4+ form the pinned 1.5.1 prints),
+  on stderr through ET_LOG: ``Setting up CPU planned buffer N, size S.`` per CPU memory-planned
+  buffer (``Setting up device planned buffer N, size S, device_type D.`` for accelerator memory;
+  before 1.4 ``Setting up planned buffer N, size S.``), ``Model loaded in T ms.``,
+  ``Iteration I of N: T ms`` per run, and ``Model executed successfully N time(s) in T ms.``.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Callable
 
 _NUM = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _MIB = 1024 * 1024
@@ -40,7 +45,11 @@ _DELTA = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak
                     rf"init=(?P<init>{_NUM}) overall=(?P<overall>{_NUM})")
 _PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<peak>{_NUM})")
 _ET_DONE = re.compile(rf"Model executed successfully (?P<count>\d+) time\(s\)(?: in (?P<ms>{_NUM}) ms)?")
-_ET_BUFFER = re.compile(r"Setting up planned buffer (\d+), size (\d+)")
+# "CPU " since ExecuTorch 1.4; older runners print "Setting up planned buffer N, size S."
+_ET_BUFFER = re.compile(r"Setting up (?:CPU )?planned buffer (\d+), size (\d+)")
+_ET_DEVICE_BUFFER = re.compile(r"Setting up device planned buffer (\d+), size (\d+)")
+_ET_LOADED = re.compile(rf"Model loaded in (?P<ms>{_NUM}) ms")
+_ET_ITERATION = re.compile(rf"Iteration \d+ of \d+: (?P<ms>{_NUM}) ms")
 
 
 class RunnerOutputError(ValueError):
@@ -80,30 +89,80 @@ def parse_benchmark_model(text: str) -> dict:
         extra = {"p5_ms": _ms(timed.group("p5")), "p95_ms": _ms(timed.group("p95"))}
     if not timings["count"]:
         raise RunnerOutputError("benchmark_model printed no count= line for the timed runs")
-    memory = {"peak_rss_bytes": None, "baseline_rss_bytes": None, "model_rss_bytes": None, "arena_bytes": None}
+    # benchmark_model's one memory number is the peak RSS of its own process (schema.MEMORY_DEFINITIONS);
+    # its "footprint delta" (max RSS growth since the tool started) is kept under its own name, never
+    # as model_rss_bytes, which means "peak minus a twin process without the model" elsewhere
+    memory = {"peak_rss_bytes": None, "baseline_rss_bytes": None, "model_rss_bytes": None, "arena_bytes": None,
+              "footprint_delta_bytes": None}
     delta = _DELTA.search(text)
     if delta:
-        memory["model_rss_bytes"] = int(float(delta.group("overall")) * _MIB)
+        memory["footprint_delta_bytes"] = int(float(delta.group("overall")) * _MIB)
     peak = _PEAK.search(text)
     if peak:
         memory["peak_rss_bytes"] = int(float(peak.group("peak")) * _MIB)
-        if memory["model_rss_bytes"] is not None:
-            memory["baseline_rss_bytes"] = max(0, memory["peak_rss_bytes"] - memory["model_rss_bytes"])
     return {"timings_ms": timings, "memory": memory, **extra}
 
 
 def parse_executor_runner(text: str) -> dict:
-    """executor_runner output -> {"timings_ms", "memory"}: it reports only the total over N runs."""
+    """executor_runner output -> {"timings_ms", "memory"}. Runners since 1.4 print every run
+    (``Iteration I of N``), so the percentiles are real; older ones only the total over N runs."""
+    from edgekit.bench.stats import summarize
+
     done = _ET_DONE.search(text)
     if not done:
         raise RunnerOutputError("executor_runner did not print 'Model executed successfully'")
     if done.group("ms") is None:
         raise RunnerOutputError("this executor_runner does not print its run time (build it from ExecuTorch 0.4 or later)")
     count = int(done.group("count"))
-    mean = float(done.group("ms")) / max(1, count)
+    runs = [float(m.group("ms")) for m in _ET_ITERATION.finditer(text)]
+    if len(runs) == count and runs:
+        timings = {**summarize(runs), "load": None, "first": runs[0]}
+    else:
+        timings = {"load": None, "first": None, "mean": float(done.group("ms")) / max(1, count), "std": None, "min": None,
+                   "p50": None, "p90": None, "p99": None, "max": None, "count": count}
+    loaded = _ET_LOADED.search(text)
+    if loaded:
+        timings["load"] = float(loaded.group("ms"))
     buffers = {int(i): int(size) for i, size in _ET_BUFFER.findall(text)}
-    timings = {"load": None, "first": None, "mean": mean, "std": None, "min": None, "p50": None, "p90": None,
-               "p99": None, "max": None, "count": count}
     memory = {"peak_rss_bytes": None, "baseline_rss_bytes": None, "model_rss_bytes": None,
               "arena_bytes": sum(buffers.values()) if buffers else None}
-    return {"timings_ms": timings, "memory": memory}
+    return {"timings_ms": timings, "memory": memory, "samples_ms": runs if len(runs) == count else None}
+
+
+# -- how each native runner is driven: its command line, its output, its caveats -------------------
+# A target names its runner (targets/base.py OnDevice.runner); this table says how edgekit drives a
+# runner of that name. A new runner is one entry here (plus its parser above).
+
+def _benchmark_model_argv(remote_artifact: str, settings) -> list[str]:
+    return ["--graph=" + remote_artifact, f"--num_threads={settings.threads}", f"--warmup_runs={settings.warmup}",
+            "--warmup_min_secs=0", f"--num_runs={settings.runs}", f"--min_secs={settings.min_time or 0:g}",
+            f"--max_secs={settings.timeout:g}", "--report_peak_memory_footprint=true"]
+
+
+def _executor_runner_argv(remote_artifact: str, settings) -> list[str]:
+    return [f"--model_path={remote_artifact}", f"--num_executions={settings.runs}", f"--cpu_threads={settings.threads}"]
+
+
+def _benchmark_model_notes(parsed: dict) -> list[str]:
+    return ["benchmark_model reports no p90/p99 (median, p5 and p95 only, on TF 2.15+ builds)"]
+
+
+def _executor_runner_notes(parsed: dict) -> list[str]:
+    if parsed.get("samples_ms") is None:
+        return ["executor_runner reports only the mean over all runs (first run included, no warm-up); "
+                "std and percentiles need ExecuTorch 1.4+'s runner or the Android sample app"]
+    return ["executor_runner has no warm-up: the first timed run includes first-run costs"]
+
+
+@dataclass(frozen=True)
+class NativeTool:
+    arguments: Callable[[str, object], list[str]]  # (artifact path on the device, BenchSettings) -> flags
+    parse: Callable[[str], dict]
+    inputs: str  # what it feeds the model: the record's settings.inputs
+    notes: Callable[[dict], list[str]]
+
+
+NATIVE_TOOLS = {
+    "benchmark_model": NativeTool(_benchmark_model_argv, parse_benchmark_model, "random", _benchmark_model_notes),
+    "executor_runner": NativeTool(_executor_runner_argv, parse_executor_runner, "ones", _executor_runner_notes),
+}

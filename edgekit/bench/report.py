@@ -57,6 +57,52 @@ def _ms(value) -> str:
     return "-" if value is None else (f"{value:.3f}" if value < 100 else f"{value:.1f}")
 
 
+MEMORY_LABELS = {"model-share": "model share", "load-delta": "load delta", "process-peak": "process peak",
+                 "planned-arena": "arena"}
+
+
+def memory_text(record: dict) -> str:
+    """The record's one memory number with the name of its definition (schema.MEMORY_DEFINITIONS)."""
+    from edgekit.bench.schema import memory_value
+
+    value, definition = memory_value(record)
+    return "-" if value is None else f"{human_size(value)} ({MEMORY_LABELS.get(definition, definition)})"
+
+
+def interval_text(record: dict) -> str:
+    rounds = record.get("rounds") or {}
+    if rounds.get("ci_low_ms") is None:
+        return "-"
+    return f"{_ms(rounds['ci_low_ms'])}-{_ms(rounds['ci_high_ms'])} (n={rounds['count']})"
+
+
+def memory_notes(records: list[dict]) -> list[str]:
+    from edgekit.bench.schema import MEMORY_DEFINITIONS
+
+    used = dict.fromkeys((r.get("memory") or {}).get("definition") for r in records)
+    return [f"memory ({MEMORY_LABELS[d]}, {MEMORY_DEFINITIONS[d][0]}): {MEMORY_DEFINITIONS[d][1]}" for d in used
+            if d in MEMORY_DEFINITIONS]
+
+
+def state_text(record: dict) -> str:
+    """The device state a number was taken under, in one line."""
+    state = record.get("device_state") or {}
+    parts = []
+    if state.get("cpu_governor"):
+        parts.append(f"governor {state['cpu_governor']}")
+    if state.get("cpu_freq_mhz"):
+        freqs = state["cpu_freq_mhz"]
+        parts.append(f"{min(freqs)}-{max(freqs)} MHz" if min(freqs) != max(freqs) else f"{freqs[0]} MHz")
+    if state.get("thermal_c"):
+        parts.append("thermal " + ", ".join(f"{k} {v:.0f}C" for k, v in list(state["thermal_c"].items())[:3]))
+    if state.get("thermal_state"):
+        parts.append(f"thermal {state['thermal_state']}")
+    for key in ("os_build", "runtime", "delegate"):
+        if state.get(key):
+            parts.append(str(state[key]))
+    return "; ".join(parts) or "-"
+
+
 def render_table(records: list[dict], baseline: str | None = None) -> str:
     """Artifacts side by side: size, p50, p90, memory, compute, parity, speed-up, status."""
     ups = speedups(records, baseline)
@@ -72,18 +118,28 @@ def render_table(records: list[dict], baseline: str | None = None) -> str:
         rows.append([
             record["artifact"]["name"], record["device"]["id"], human_size(record["artifact"]["size_bytes"]),
             _ms(p50) if p50 is not None else (_ms(t.get("mean")) + "*" if t.get("mean") is not None else "-"),
-            _ms(t.get("p90")), human_size(m.get("peak_rss_bytes")), human_size(m.get("model_rss_bytes")), compute,
+            _ms(t.get("p90")), human_size(m.get("peak_rss_bytes")), memory_text(record), compute,
             parity_text(record.get("parity")), "-" if up is None else f"{up:.2f}x", record["status"],
         ])
-    headers = ["artifact", "device", "size", "p50 ms", "p90 ms", "peak mem", "model mem", "GFLOP/s (peak)", "parity",
+        if any(r.get("rounds") for r in records):
+            rows[-1].insert(4, interval_text(record))
+    headers = ["artifact", "device", "size", "p50 ms", "p90 ms", "peak mem", "memory", "GFLOP/s (peak)", "parity",
                "speed-up", "status"]
+    if any(r.get("rounds") for r in records):
+        headers.insert(4, "p50 95% CI")
     text = table(headers, rows)
     notes = []
     if any(r[3].endswith("*") for r in rows):
         notes.append("* mean: this runner reports no median")
     name = baseline or "the first artifact on each device"
-    notes.append(f"speed-up: latency of {name} / latency of the row (higher is faster); model mem: peak RSS minus "
-                 "the same process with the runtime loaded and no model")
+    notes.append(f"speed-up: latency of {name} / latency of the row (higher is faster)")
+    notes += memory_notes(records)
+    if any(r.get("rounds") for r in records):
+        from edgekit.bench.stats import ROUNDS_METHOD
+
+        notes.append(f"p50 95% CI: {ROUNDS_METHOD} (each round a fresh process)")
+    states = dict.fromkeys(f"{r['device']['id']}: {state_text(r)}" for r in records if r["status"] == "ok")
+    notes += [f"state {line}" for line in states]
     return text + "\n" + "\n".join(notes)
 
 
@@ -177,7 +233,7 @@ def plot_memory(records: list[dict], several_devices: bool):
     peak = [r["memory"]["peak_rss_bytes"] / 2**20 for r in ok]
     model = [(r["memory"].get("model_rss_bytes") or 0) / 2**20 for r in ok]
     ax.barh(labels, peak, color="#c8d6e5", label="peak RSS")
-    ax.barh(labels, model, color="#1f77b4", label="model's share")
+    ax.barh(labels, model, color="#1f77b4", label="model share / load delta (see the memory column)")
     ax.set_xlabel("MB")
     ax.set_title("Memory")
     ax.legend(loc="lower right")
@@ -199,6 +255,8 @@ def render_html(records: list[dict], baseline: str | None = None, title: str = "
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("matplotlib (needed for --html)", "bench") from None
+    from edgekit.bench.stats import ROUNDS_METHOD
+
     several = len({r["device"]["id"] for r in records}) > 1
     figures = []
     if any(r["status"] == "ok" for r in records):
@@ -207,20 +265,21 @@ def render_html(records: list[dict], baseline: str | None = None, title: str = "
             figures.append(_svg(fig))
             plt.close(fig)
     ups = speedups(records, baseline)
-    head = ["artifact", "device", "status", "size", "p50 ms", "p90 ms", "p99 ms", "mean ms", "peak mem", "model mem",
-            "GFLOP/s", "% of peak", "parity", "speed-up", "runtime"]
+    head = ["artifact", "device", "status", "size", "p50 ms", "p50 95% CI", "p90 ms", "p99 ms", "mean ms", "peak mem",
+            "memory", "GFLOP/s", "% of peak", "parity", "speed-up", "runtime", "device state"]
     body = []
     for record, up in zip(records, ups):
         t, m, c = record.get("timings_ms") or {}, record.get("memory") or {}, record.get("compute") or {}
         runtime = record.get("runtime") or {}
         cells = [
             record["artifact"]["name"], record["device"]["id"], record["status"] + (f": {record['error']}" if record.get("error") else ""),
-            human_size(record["artifact"]["size_bytes"]), _ms(t.get("p50")), _ms(t.get("p90")), _ms(t.get("p99")),
-            _ms(t.get("mean")), human_size(m.get("peak_rss_bytes")), human_size(m.get("model_rss_bytes")),
+            human_size(record["artifact"]["size_bytes"]), _ms(t.get("p50")), interval_text(record), _ms(t.get("p90")),
+            _ms(t.get("p99")), _ms(t.get("mean")), human_size(m.get("peak_rss_bytes")), memory_text(record),
             "-" if c.get("gflops_per_s") is None else f"{c['gflops_per_s']:.2f}",
             "-" if c.get("peak_share") is None else f"{100 * c['peak_share']:.0f}%",
             parity_text(record.get("parity")), "-" if up is None else f"{up:.2f}x",
             " ".join(x for x in (runtime.get("name"), runtime.get("version")) if x) or "-",
+            state_text(record),
         ]
         css = "" if record["status"] == "ok" else ' class="fault"'
         body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
@@ -248,7 +307,7 @@ threads {settings.get('threads')}, warm-up {settings.get('warmup')}, runs {setti
 {chr(10).join(body)}
 </table>
 <p class="meta">speed-up: latency of {html.escape(baseline or 'the first artifact on each device')} divided by the row's (higher is faster).
-model mem: peak RSS minus the same process with the runtime loaded and no model. % of peak: achieved GFLOP/s at p50 over this
+{html.escape(" ".join(memory_notes(records)))} p50 95% CI: {"the " + ROUNDS_METHOD.lower() + " (--rounds)"}. % of peak: achieved GFLOP/s at p50 over this
 machine's float32 GEMM peak (numpy probe, same thread count).</p>
 {''.join(f'<figure>{svg}</figure>' for svg in figures)}
 <script type="application/json" id="edgekit-results">{raw}</script>

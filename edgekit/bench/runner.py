@@ -79,34 +79,31 @@ def bench_device(device: Device, artifacts: list[str], settings: BenchSettings, 
         except DeviceFault as fault:
             progress.fault(fault.message)
             for path in artifacts:
-                records.append(strategies.fault_record(path, device, info, fault, _runner_name(device, settings, path), settings))
+                records.append(strategies.fault_record(path, device, info, fault, strategies.runner_name(device, settings, path), settings))
             return records
         prepared: set[int] = set()
         lost: DeviceFault | None = None
         cache: dict = {}
+        state_cache: dict = {}
         for path in artifacts:
             start = time.perf_counter()
-            runner_name = _runner_name(device, settings, path)
+            runner_name = strategies.runner_name(device, settings, path)
             if lost is not None:
                 fault = DeviceFault(lost.status, f"{device.id}: not measured: the device was lost earlier in this run ({lost.status})")
                 records.append(strategies.fault_record(path, device, info, fault, runner_name, settings))
                 progress.result(device, records[-1], 0.0)
                 continue
-            progress.info(f"  [{device.id}] measuring {os.path.basename(path.rstrip('/'))} ...")
-            try:
-                strategy = strategies.select(device, path, settings, cache)
-                runner_name = strategy.name
-                if id(strategy) not in prepared:
-                    strategy.prepare(device, settings)
-                    prepared.add(id(strategy))
-                record = strategy.measure(device, path, settings, info)
-            except DeviceFault as fault:
-                record = strategies.fault_record(path, device, info, fault, runner_name, settings)
-                if fault.status in _DEVICE_LOST:
+            progress.info(f"  [{device.id}] measuring {os.path.basename(path.rstrip('/'))} ..."
+                          + (f" ({settings.rounds} rounds)" if settings.rounds > 1 else ""))
+            rounds = []
+            for _ in range(settings.rounds):
+                record, fault = _measure_once(device, path, settings, info, cache, prepared)
+                rounds.append(record)
+                if fault is not None:
                     lost = fault
-            except (OSError, EdgekitError) as exc:  # e.g. a result file a device wrote that is not a record
-                fault = DeviceFault("error", f"{device.id}: {exc}")
-                record = strategies.fault_record(path, device, info, fault, runner_name, settings)
+                if record["status"] != "ok":
+                    break
+            record = _stamp_state(combine_rounds(rounds), device, state_cache)
             records.append(record)
             progress.result(device, record, time.perf_counter() - start)
     finally:
@@ -116,14 +113,56 @@ def bench_device(device: Device, artifacts: list[str], settings: BenchSettings, 
     return records
 
 
-def _runner_name(device: Device, settings: BenchSettings, artifact: str) -> str:
-    """The runner a record names when the fault came before a runner was chosen."""
-    if device.kind in ("host", "ssh"):
-        return "python"
-    if device.kind == "ios" or "android-app" in settings.runners():
-        return f"{'ios' if device.kind == 'ios' else 'android'}-app"
-    suffix = os.path.splitext(artifact.rstrip("/"))[1].lower()
-    return strategies.RUNNER_FILES.get(suffix, "android-app")
+def _measure_once(device, path, settings, info, cache, prepared) -> tuple[dict, DeviceFault | None]:
+    """One round of one artifact: (record, the fault that lost the device or None)."""
+    runner_name = strategies.runner_name(device, settings, path)
+    try:
+        strategy = strategies.select(device, path, settings, cache)
+        runner_name = strategy.name
+        if id(strategy) not in prepared:
+            strategy.prepare(device, settings)
+            prepared.add(id(strategy))
+        return strategy.measure(device, path, settings, info), None
+    except DeviceFault as fault:
+        record = strategies.fault_record(path, device, info, fault, runner_name, settings)
+        return record, fault if fault.status in _DEVICE_LOST else None
+    except (OSError, EdgekitError) as exc:  # e.g. a result file a device wrote that is not a record
+        fault = DeviceFault("error", f"{device.id}: {exc}")
+        return strategies.fault_record(path, device, info, fault, runner_name, settings), None
+
+
+def combine_rounds(rounds: list[dict]) -> dict:
+    """Several rounds of one artifact -> one record: the round with the median p50 stands for all
+    (its timings, samples and memory), and ``rounds`` holds every round's p50 with the interval."""
+    from edgekit.bench.report import typical_ms
+    from edgekit.bench.stats import rounds_interval
+
+    ok = [r for r in rounds if r["status"] == "ok" and typical_ms(r) is not None]
+    if len(rounds) == 1 or len(ok) != len(rounds):
+        record = rounds[-1]
+        if len(rounds) > 1 and record["status"] == "ok":
+            record["rounds"] = rounds_interval([typical_ms(r) for r in ok])
+        return record
+    ordered = sorted(ok, key=typical_ms)
+    record = dict(ordered[(len(ordered) - 1) // 2])
+    record["rounds"] = rounds_interval([typical_ms(r) for r in ok])
+    return record
+
+
+def _stamp_state(record: dict, device: Device, cache: dict) -> dict:
+    """Every number carries the state it was taken under: what the measuring process read itself
+    (PYTHON devices), else what the device tells (read once per device), plus runtime and delegate."""
+    if "state" not in cache:
+        try:
+            cache["state"] = device.state()
+        except DeviceFault:
+            cache["state"] = {}
+    runtime = record.get("runtime") or {}
+    state = {**cache["state"], **(record.get("device_state") or {})}
+    state.setdefault("runtime", " ".join(x for x in (runtime.get("name"), runtime.get("version")) if x) or None)
+    state.setdefault("delegate", runtime.get("delegate"))
+    record["device_state"] = state
+    return record
 
 
 def run_bench(
@@ -143,13 +182,14 @@ def run_bench(
     app: str | None = None,
     ssh_config: str | None = None,
     peak: bool = True,
+    rounds: int = 1,
     progress_stream=None,
 ) -> list[dict]:
     """Measure every artifact on every device; one result record per (device, artifact), device
     order first. Records follow edgekit.bench.schema; failures are records with a status, not
     exceptions. Raises UsageError for bad arguments (missing file, unknown suffix or device)."""
     settings = BenchSettings(threads=threads, warmup=warmup, runs=runs, min_time=min_time, timeout=timeout, data=data,
-                             runner=runner, cpu_mask=cpu_mask, seed=seed, app=app, ssh_config=ssh_config, peak=peak)
+                             runner=runner, cpu_mask=cpu_mask, seed=seed, app=app, ssh_config=ssh_config, peak=peak, rounds=rounds)
     paths = _check_artifacts(artifacts)
     specs = list(dict.fromkeys(devices or ["host"]))
     device_objects = [parse_device(spec, ssh_config=ssh_config, app=app) for spec in specs]

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,22 @@ SCHEMA_VERSION = "1.0"
 RESULT_KIND = "edgekit.bench.result"
 
 STATUSES = ("ok", "error", "timeout", "missing-runner", "unreachable", "unauthorized")
-DEVICE_KINDS = ("host", "ssh", "adb", "ios")
-RUNNERS = ("python", "benchmark_model", "executor_runner", "android-app", "ios-app")
+# Device kinds and runner names are open sets (a device kind is one module + one registry line, see
+# edgekit/bench/devices); a record only has to name them in this form.
+_NAME = re.compile(r"^[a-z][a-z0-9_.+-]*$")
+
+# One definition of memory per runner: the number a runner's "memory" means, named in every record
+# (memory.definition) and in the report's column. docs/bench.md says how each is taken.
+MEMORY_DEFINITIONS: dict[str, tuple[str, str]] = {
+    # definition id -> (the memory key that holds the number, what it is)
+    "model-share": ("model_rss_bytes", "peak RSS of the measuring process minus the peak RSS of a "
+                    "twin process that imports the same runtime and loads no model"),
+    "load-delta": ("model_rss_bytes", "the app's resident memory after loading the model minus before"),
+    "process-peak": ("peak_rss_bytes", "peak RSS of the runner process (benchmark_model's periodic monitoring)"),
+    "planned-arena": ("arena_bytes", "the sum of the program's memory-planned CPU buffers"),
+}
+RUNNER_MEMORY = {"python": "model-share", "android-app": "load-delta", "ios-app": "load-delta",
+                 "benchmark_model": "process-peak", "executor_runner": "planned-arena"}
 
 # section -> {key: (required?, allowed JSON types)}. Optional keys are filled with None.
 _NUM = (int, float)
@@ -75,6 +90,7 @@ _SECTIONS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
         "baseline_rss_bytes": (False, (int,)),
         "model_rss_bytes": (False, (int,)),
         "arena_bytes": (False, (int,)),
+        "definition": (False, (str,)),  # a MEMORY_DEFINITIONS id
     },
     "compute": {
         "flops": (False, (int,)),
@@ -89,6 +105,9 @@ _SECTIONS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
         "timestamp": (True, (str,)),
     },
 }
+# Sections whose keys vary with the device and runner (edgekit/bench/machine.py device_state, the
+# apps' own state, runner.combine_rounds): objects or null, their keys documented in docs/bench.md.
+FREEFORM_SECTIONS = ("device_state", "rounds")
 # Sections a failed record (status != "ok") may leave null: nothing was measured.
 _NULLABLE_WHEN_FAILED = ("timings_ms", "runtime")
 _OPTIONAL_SECTIONS = ("memory", "compute")
@@ -142,10 +161,15 @@ def parse_result(obj: dict) -> dict:
                 continue
             _check_value(f"'{section}.{key}'", item, types)
         out[section] = normal
-    if out["device"]["kind"] not in DEVICE_KINDS:
-        raise DataError(f"bench result: 'device.kind' must be one of {', '.join(DEVICE_KINDS)}, got {out['device']['kind']!r}")
-    if out["settings"]["runner"] not in RUNNERS:
-        raise DataError(f"bench result: 'settings.runner' must be one of {', '.join(RUNNERS)}, got {out['settings']['runner']!r}")
+    for where, value in (("device.kind", out["device"]["kind"]), ("settings.runner", out["settings"]["runner"])):
+        if not _NAME.match(value):
+            raise DataError(f"bench result: '{where}' must be a lower-case name such as 'ssh' or 'benchmark_model', got {value!r}")
+    memory = out["memory"]
+    if memory.get("definition") is None and out["settings"]["runner"] in RUNNER_MEMORY:
+        memory["definition"] = RUNNER_MEMORY[out["settings"]["runner"]]
+    if memory["definition"] is not None and memory["definition"] not in MEMORY_DEFINITIONS:
+        raise DataError(f"bench result: 'memory.definition' must be one of {', '.join(MEMORY_DEFINITIONS)}, "
+                        f"got {memory['definition']!r}")
     for key in ("throughput_ips", "error"):
         out.setdefault(key, None)
     if out["throughput_ips"] is not None:
@@ -154,11 +178,23 @@ def parse_result(obj: dict) -> dict:
         _check_value("'error'", out["error"], (str,))
     if status != "ok" and not out["error"]:
         raise DataError(f"bench result: status {status!r} needs an 'error' line saying what happened")
+    for section in FREEFORM_SECTIONS:
+        if out.get(section) is not None and not isinstance(out[section], dict):
+            raise DataError(f"bench result: {section!r} must be an object or null, got {type(out[section]).__name__}")
     parity = out.get("parity")
     if parity is not None and not isinstance(parity, dict):
         raise DataError(f"bench result: 'parity' must be an object or null, got {type(parity).__name__}")
     out["parity"] = parity
     return out
+
+
+def memory_value(record: dict) -> tuple[int | None, str | None]:
+    """(bytes, definition id) of a record's one memory number, as its runner defines it."""
+    memory = record.get("memory") or {}
+    definition = memory.get("definition")
+    if definition not in MEMORY_DEFINITIONS:
+        return None, None
+    return memory.get(MEMORY_DEFINITIONS[definition][0]), definition
 
 
 def load_results(path: str | os.PathLike) -> list[dict]:
@@ -236,6 +272,7 @@ def empty_record(
         "timings_ms": None,
         "throughput_ips": None,
         "memory": {k: None for k in _SECTIONS["memory"]},
+        "device_state": None,
         "compute": {k: None for k in _SECTIONS["compute"]},
         "parity": parity,
         "status": status,

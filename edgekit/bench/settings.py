@@ -5,10 +5,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from edgekit.constants import BENCH_TIMEOUT_S
 from edgekit.errors import UsageError
 
 RUNNER_NAMES = ("python", "benchmark_model", "executor_runner", "android-app", "ios-app")
-DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S = BENCH_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class BenchSettings:
     app: str | None = None  # android: PACKAGE[/ACTIVITY]; ios: bundle id of the sample app
     ssh_config: str | None = None
     peak: bool = True  # probe the machine's GEMM peak (cached) for the share-of-peak column
+    rounds: int = 1  # repeated measurements of each artifact (fresh process each): a confidence interval
 
     def __post_init__(self):
         if self.runner is None or isinstance(self.runner, str):
@@ -34,6 +36,8 @@ class BenchSettings:
             object.__setattr__(self, "runner", tuple(self.runner))
         if self.threads < 1:
             raise UsageError(f"--threads must be 1 or more, got {self.threads}")
+        if self.rounds < 1:
+            raise UsageError(f"--rounds must be 1 or more, got {self.rounds}")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.runs < 1:

@@ -1,7 +1,10 @@
-"""How one artifact gets measured on one device: edgekit's Python measuring module (host, SSH),
-LiteRT's benchmark_model or ExecuTorch's executor_runner (adb), or a sample app's benchmark mode
-(adb, iOS). Each strategy pushes what it needs, runs it through the Device interface, and hands
-back one result record; the orchestration in runner.py never looks inside.
+"""How one artifact gets measured on one device: edgekit's Python measuring module (devices that
+can run Python: host, SSH boards), the native runner the artifact's target names (benchmark_model,
+executor_runner: devices that can run commands, adb), or a sample app's benchmark mode (devices that
+launch an app: adb, iOS). Strategies are chosen by the device's declared capabilities and by what the
+artifact's target declares (targets/base.py OnDevice), never by a device kind or a suffix table.
+Each strategy pushes what it needs, runs it through the Device interface, and hands back one result
+record; the orchestration in runner.py never looks inside.
 """
 from __future__ import annotations
 
@@ -13,20 +16,19 @@ import time
 import uuid
 from pathlib import Path
 
-from edgekit.bench import schema
-from edgekit.bench.devices.base import Device, DeviceFault, last_line
+from edgekit.bench import launch, schema
+from edgekit.bench.devices.base import APP, PYTHON, RUN, STAGE, Device, DeviceFault, last_line
 from edgekit.bench.machine import cache_dir
 from edgekit.bench.settings import BenchSettings
 from edgekit.bench.stats import throughput
 
-RUNNER_FILES = {".tflite": "benchmark_model", ".pte": "executor_runner"}
-RUNNER_SOURCES = {
-    "benchmark_model": "LiteRT publishes prebuilt benchmark_model binaries (android_aarch64, android_arm) "
-                       "on its 'Measure performance' page (ai.google.dev/edge/litert); or build "
-                       "//tensorflow/lite/tools/benchmark:benchmark_model with Bazel",
-    "executor_runner": "build it from the ExecuTorch repository for Android (examples/portable/executor_runner, "
-                       "with the Android NDK toolchain and the XNNPACK backend)",
-}
+
+
+def on_device(artifact: str):
+    """What the artifact's target declares it needs on a device (runner, board module, apps)."""
+    from edgekit.registry import target_for_artifact
+
+    return target_for_artifact(artifact).on_device
 
 
 def grace_s(timeout: float) -> float:
@@ -115,13 +117,7 @@ class PythonMeasure(Strategy):
     name = "python"
 
     def prepare(self, device, settings) -> None:
-        if device.kind != "ssh":
-            return
-        from edgekit.bench import bundle
-
-        device.check_python()
-        with tempfile.TemporaryDirectory(prefix="edgekit-bundle-") as folder:
-            device.install_measuring_module(*bundle.build(folder))
+        device.prepare_python()
 
     def measure(self, device, artifact, settings, device_info) -> dict:
         remote_artifact = device.stage(artifact)
@@ -143,15 +139,14 @@ class PythonMeasure(Strategy):
             record = _fetch(device, remote_out)
         finally:
             device.remove(remote_out)
-            if device.kind != "host":
-                device.remove(remote_artifact)
+            device.remove(remote_artifact)  # a device that used the file in place leaves it alone
         if record is None:
             raise self._no_record(device, artifact, code, out, err, settings)
         record["device"] = {**record["device"], "id": device.id, "kind": device.kind}
         record["artifact"] = {**record["artifact"], "path": os.path.abspath(artifact)}
         if settings.data:
             record["settings"]["inputs"] = settings.data
-        if record["status"] != "ok" and record["error"] and device.kind != "host":
+        if record["status"] != "ok" and record["error"] and device.id != "host":
             record["error"] = f"{device.id}: {record['error']}"
         return record
 
@@ -167,12 +162,16 @@ class PythonMeasure(Strategy):
 
 
 class NativeRunner(Strategy):
-    """A runner binary pushed to an Android device: benchmark_model (.tflite) or executor_runner (.pte)."""
+    """The native runner an artifact's target names, pushed to a device that can stage and run it
+    (benchmark_model for .tflite, executor_runner for .pte; parsers.NATIVE_TOOLS drives each)."""
 
     def __init__(self, kind: str, binary: str):
+        from edgekit.bench.parsers import NATIVE_TOOLS
+
         self.name = kind
         self.binary = binary
         self.remote = None
+        self.tool = NATIVE_TOOLS[kind]
 
     def prepare(self, device, settings) -> None:
         device.shell(f"mkdir -p {shlex.quote(device.workdir)}", 60, "preparing the device")
@@ -184,18 +183,10 @@ class NativeRunner(Strategy):
         prefix = ["taskset", settings.cpu_mask.lower().removeprefix("0x")] if settings.cpu_mask else []
         # toybox `timeout` ends a hung runner on the phone itself (killing adb here would not)
         prefix += ["timeout", str(max(1, int(settings.timeout)))]
-        if self.name == "benchmark_model":
-            return prefix + [
-                f"./{self.name}", f"--graph={remote_artifact}", f"--num_threads={settings.threads}",
-                f"--warmup_runs={settings.warmup}", "--warmup_min_secs=0", f"--num_runs={settings.runs}",
-                f"--min_secs={settings.min_time or 0:g}", f"--max_secs={settings.timeout:g}",
-                "--report_peak_memory_footprint=true",
-            ]
-        return prefix + [f"./{self.name}", f"--model_path={remote_artifact}", f"--num_executions={settings.runs}",
-                         f"--cpu_threads={settings.threads}"]
+        return prefix + [f"./{self.name}", *self.tool.arguments(remote_artifact, settings)]
 
     def measure(self, device, artifact, settings, device_info) -> dict:
-        from edgekit.bench.parsers import RunnerOutputError, parse_benchmark_model, parse_executor_runner
+        from edgekit.bench.parsers import RunnerOutputError
 
         remote_artifact = device.stage(artifact)
         try:
@@ -208,21 +199,16 @@ class NativeRunner(Strategy):
             raise DeviceFault("timeout", f"{device.id}: {self.name} on {name} did not finish within {settings.timeout:g} s (--timeout); stopped")
         if code in (126, 127):
             raise DeviceFault("missing-runner", f"{device.id}: cannot execute {self.name} on the device ({last_line(text)}); "
-                              f"is it built for {getattr(device, 'abi', lambda: '?')()}?")
+                              f"is it built for {device.abi() or 'this device'}?")
         if code != 0:
             raise DeviceFault("error", f"{device.id}: {self.name} failed on {name}: {last_line(text) or f'exit status {code}'}")
         try:
-            parsed = parse_benchmark_model(text) if self.name == "benchmark_model" else parse_executor_runner(text)
+            parsed = self.tool.parse(text)
         except RunnerOutputError as exc:
             raise DeviceFault("error", f"{device.id}: {exc}") from None
         manifest = read_manifest(artifact)
         timings = parsed["timings_ms"]
-        warnings = []
-        if self.name == "executor_runner":
-            warnings.append("executor_runner reports only the mean over all runs (first run included, no warm-up); "
-                            "std and percentiles need the Android sample app's benchmark mode")
-        else:
-            warnings.append("benchmark_model reports no p90/p99 (median, p5 and p95 only, on TF 2.15+ builds)")
+        warnings = self.tool.notes(parsed)
         if settings.data:
             warnings.append(f"{self.name} feeds its own inputs; --data is used on the host, SSH boards and the apps")
         if settings.cpu_mask:
@@ -233,7 +219,7 @@ class NativeRunner(Strategy):
             "artifact": artifact_info(artifact),
             "device": {"id": device.id, "kind": device.kind, **device_info},
             "runtime": {"name": self.name, "version": None, "delegate": delegate},
-            "settings": settings.as_record(self.name, inputs="random" if self.name == "benchmark_model" else "ones"),
+            "settings": settings.as_record(self.name, inputs=self.tool.inputs),
             "timings_ms": timings,
             "throughput_ips": throughput(timings["mean"]),
             "memory": parsed["memory"],
@@ -244,12 +230,54 @@ class NativeRunner(Strategy):
             "warnings": warnings,
             "cpu_mask": settings.cpu_mask,
         }
+        if parsed.get("samples_ms"):
+            record["samples_ms"] = parsed["samples_ms"]
         if parsed.get("p95_ms") is not None:
             record["timings_ms"] = {**timings, "p5": parsed["p5_ms"], "p95": parsed["p95_ms"]}
         return schema.parse_result(record)
 
 
-class AndroidApp(Strategy):
+class AppStrategy(Strategy):
+    """A sample app's benchmark mode. Refuses at once, in one line, an artifact the app cannot load
+    (the artifact's target lists the apps that load it), instead of waiting out --timeout."""
+
+    app = ""
+    POLL_S = 1.0
+
+    def installed(self, device: Device) -> bool:
+        """Whether the app can be found on the device without launching it (where the device tells)."""
+        return True
+
+    def check_loadable(self, device: Device, artifact: str) -> None:
+        from edgekit.package import app_loads
+
+        name = os.path.basename(artifact.rstrip("/"))
+        loads, fmt = app_loads(self.app, artifact)
+        if not loads:
+            raise DeviceFault("missing-runner", f"{device.id}: the {self.app} sample app cannot load {name} ({fmt}); it loads "
+                              f"{describe_app_formats(self.app)}")
+
+    def wait_for_record(self, device: Device, remote: str, name: str, settings: BenchSettings, on_timeout) -> dict:
+        deadline = time.monotonic() + settings.timeout
+        while True:
+            record = self.poll(device, remote)
+            if record is not None:
+                return record
+            if time.monotonic() > deadline:
+                raise on_timeout()
+            time.sleep(self.POLL_S)
+
+    def poll(self, device: Device, remote: str) -> dict | None:
+        return _fetch(device, remote)
+
+
+def describe_app_formats(app: str) -> str:
+    from edgekit.package import app_formats
+
+    return " and ".join(f"{name} ({', '.join(suffixes)})" for name, suffixes in app_formats(app).items())
+
+
+class AndroidApp(AppStrategy):
     """The edgekit Android sample app's BenchmarkActivity (sample_apps/android; docs/bench.md).
 
     The artifact, its manifest and a one-entry models.json (edgekit.package.model_entry) are pushed
@@ -258,28 +286,11 @@ class AndroidApp(Strategy):
     """
 
     name = "android-app"
-    POLL_S = 1.0
+    app = "android"
 
     def __init__(self, component: str | None = None):
-        from edgekit.package import ANDROID_PACKAGE
-
-        component = component or f"{ANDROID_PACKAGE}/.BenchmarkActivity"
-        if "/" not in component:
-            component = f"{component}/.BenchmarkActivity"
-        self.component = component
-        self.package = component.split("/", 1)[0]
-
-    def models_dir(self) -> str:
-        return f"/sdcard/Android/data/{self.package}/files/edgekit-models"
-
-    def results_dir(self) -> str:
-        return f"/sdcard/Android/data/{self.package}/files/edgekit-bench"
-
-    def start_command(self, model_path: str, output: str, device_id: str, settings: BenchSettings) -> str:
-        argv = ["am", "start", "-W", "-S", "-n", self.component, "--es", "model", model_path,
-                "--ei", "runs", str(settings.runs), "--ei", "warmup", str(settings.warmup),
-                "--ei", "threads", str(settings.threads), "--es", "output", output, "--es", "device_id", device_id]
-        return shlex.join(argv)
+        self.component = launch.android_component(component)
+        self.package = self.component.split("/", 1)[0]
 
     def installed(self, device) -> bool:
         code, out, _ = device.shell(f"pm path {shlex.quote(self.package)}", 60, "looking for the sample app")
@@ -288,18 +299,23 @@ class AndroidApp(Strategy):
     def prepare(self, device, settings) -> None:
         if not self.installed(device):
             raise DeviceFault("missing-runner", f"{device.id}: the edgekit sample app ({self.package}) is not installed; "
-                              "build it with `edgekit package --app android` and install it (./gradlew installDebug)")
+                              "build it with `edgekit package --app android` and install it (the commands it prints)")
+
+    def poll(self, device, remote):
+        code, out, _ = device.shell(f"test -f {shlex.quote(remote)} && echo ready", 60, "waiting for the app")
+        return _fetch(device, remote) if "ready" in out else None
 
     def measure(self, device, artifact, settings, device_info) -> dict:
         from edgekit.manifest import manifest_path
         from edgekit.package import MODEL_INFO_FILE, model_entry, model_info
 
+        self.check_loadable(device, artifact)
         name = os.path.basename(artifact.rstrip("/"))
         manifest = read_manifest(artifact)
         if manifest is None:
             raise DeviceFault("error", f"{device.id}: the sample app needs {name}'s manifest ({name}.edgekit.json, "
                               "written by edgekit convert) to know its inputs")
-        folder, results = self.models_dir(), self.results_dir()
+        folder, results = launch.android_models_dir(self.package), launch.android_results_dir(self.package)
         output = f"{Path(name).stem}-{uuid.uuid4().hex[:8]}.json"
         device.shell(f"mkdir -p {shlex.quote(folder)} {shlex.quote(results)}", 60, "preparing the app folders")
         device.push(artifact, f"{folder}/{name}")
@@ -308,30 +324,25 @@ class AndroidApp(Strategy):
             info = Path(tmp) / MODEL_INFO_FILE
             info.write_text(json.dumps(model_info([model_entry(manifest, name, "android")], "android"), indent=1))
             device.push(str(info), f"{folder}/{MODEL_INFO_FILE}")
-        code, out, err = device.shell(self.start_command(f"{folder}/{name}", output, device.id, settings), 120,
-                                      "starting the sample app")
+        argv = launch.android_start_argv(f"{folder}/{name}", output, device.id, runs=settings.runs, warmup=settings.warmup,
+                                         threads=settings.threads, component=self.component)
+        code, out, err = device.shell(shlex.join(argv), 120, "starting the sample app")
         if code != 0 or "Error" in out:
             raise DeviceFault("error", f"{device.id}: cannot start {self.component}: {last_line(err) or last_line(out)}")
+
+        def timed_out():
+            device.shell(f"am force-stop {shlex.quote(self.package)}", 60, "stopping the app")
+            return DeviceFault("timeout", f"{device.id}: the sample app wrote no result for {name} within "
+                               f"{settings.timeout:g} s (--timeout); stopped (adb logcat -s EdgekitBench says why)")
+
         remote_result = f"{results}/{output}"
-        deadline = time.monotonic() + settings.timeout
-        while True:
-            code, out, _ = device.shell(f"test -f {shlex.quote(remote_result)} && echo ready", 60, "waiting for the app")
-            if "ready" in out:
-                break
-            if time.monotonic() > deadline:
-                device.shell(f"am force-stop {shlex.quote(self.package)}", 60, "stopping the app")
-                raise DeviceFault("timeout", f"{device.id}: the sample app wrote no result for {name} within "
-                                  f"{settings.timeout:g} s (--timeout); stopped (adb logcat -s EdgekitBench says why)")
-            time.sleep(self.POLL_S)
-        record = _fetch(device, remote_result)
+        record = self.wait_for_record(device, remote_result, name, settings, timed_out)
         device.remove(remote_result)
         device.remove(f"{folder}/{name}")
-        if record is None:
-            raise DeviceFault("error", f"{device.id}: the sample app's result for {name} vanished before it was fetched")
         return _adopt(record, device, artifact)
 
 
-class IOSApp(Strategy):
+class IOSApp(AppStrategy):
     """The edgekit iOS sample app's benchmark mode (sample_apps/ios Benchmark.swift; docs/bench.md).
 
     iOS apps cannot load models from outside their bundle in this app, so the artifact must have
@@ -340,30 +351,29 @@ class IOSApp(Strategy):
     """
 
     name = "ios-app"
-    POLL_S = 1.0
-    RESULTS_DIR = "Documents/edgekit-bench"
-
-    def app_arguments(self, model_name: str, output: str, device_id: str, settings: BenchSettings) -> list[str]:
-        return ["--benchmark", "--model", model_name, "--runs", str(settings.runs), "--warmup", str(settings.warmup),
-                "--threads", str(settings.threads), "--output", output, "--device-id", device_id]
+    app = "ios"
 
     def measure(self, device, artifact, settings, device_info) -> dict:
+        self.check_loadable(device, artifact)
         name = os.path.basename(artifact.rstrip("/"))
         output = f"{Path(name).stem}-{uuid.uuid4().hex[:8]}.json"
-        code, out, err = device.run(self.app_arguments(name, output, device.id, settings), 120)
+        arguments = launch.ios_app_arguments(name, output, device.id, runs=settings.runs, warmup=settings.warmup,
+                                             threads=settings.threads)
+        code, out, err = device.run(arguments, 120)
         if code != 0:
-            raise DeviceFault("error", f"{device.id}: cannot launch {device.bundle_id}: {last_line(err) or last_line(out)} "
-                              "(is the edgekit sample app installed?)")
-        deadline = time.monotonic() + settings.timeout
-        while True:
-            record = _fetch(device, f"{self.RESULTS_DIR}/{output}")
-            if record is not None:
-                return _adopt(record, device, artifact)
-            if time.monotonic() > deadline:
-                raise DeviceFault("timeout", f"{device.id}: the sample app wrote no result for {name} within "
-                                  f"{settings.timeout:g} s (--timeout); is {name} packaged into the app "
-                                  "(edgekit package --app ios)?")
-            time.sleep(self.POLL_S)
+            raise DeviceFault("error", f"{device.id}: cannot launch {getattr(device, 'bundle_id', 'the app')}: "
+                              f"{last_line(err) or last_line(out)} (is the edgekit sample app installed?)")
+
+        def timed_out():
+            return DeviceFault("timeout", f"{device.id}: the sample app wrote no result for {name} within "
+                               f"{settings.timeout:g} s (--timeout); is {name} packaged into the app "
+                               "(edgekit package --app ios)?")
+
+        record = self.wait_for_record(device, f"{launch.IOS_RESULTS_DIR}/{output}", name, settings, timed_out)
+        return _adopt(record, device, artifact)
+
+
+APP_STRATEGIES = {"android": AndroidApp, "ios": IOSApp}
 
 
 def _adopt(record: dict, device: Device, artifact: str) -> dict:
@@ -380,35 +390,69 @@ def _adopt(record: dict, device: Device, artifact: str) -> dict:
     return schema.parse_result(record)
 
 
+def _app(device: Device, settings: BenchSettings, cache: dict) -> AppStrategy | None:
+    if not device.can(APP) or device.app not in APP_STRATEGIES:
+        return None
+    cls = APP_STRATEGIES[device.app]
+    return cache.setdefault(cls.name, cls(settings.app) if cls is AndroidApp else cls())
+
+
+def runner_name(device: Device, settings: BenchSettings, artifact: str) -> str:
+    """The runner a record names when a fault came before a strategy was chosen (no device I/O)."""
+    if device.can(PYTHON):
+        return PythonMeasure.name
+    wanted = None
+    try:
+        wanted = on_device(artifact).runner
+    except Exception:  # an unknown suffix was refused earlier; this only names a fault's runner
+        pass
+    if device.can(APP) and device.app in APP_STRATEGIES and (not device.can(RUN) or not wanted or
+                                                           APP_STRATEGIES[device.app].name in settings.runners()):
+        return APP_STRATEGIES[device.app].name
+    return wanted or "unknown"
+
+
 def select(device: Device, artifact: str, settings: BenchSettings, cache: dict) -> Strategy:
-    """The strategy for this artifact on this device (one instance per device and kind, reused)."""
-    if device.kind in ("host", "ssh"):
+    """The strategy for this artifact on this device (one instance per device and kind, reused):
+    a device that runs Python measures with edgekit's own module; one that runs commands uses the
+    native runner the artifact's target names; one that launches the sample app uses its benchmark
+    mode (asked for with --runner android-app, or when no native runner is at hand)."""
+    if device.can(PYTHON):
         return cache.setdefault("python", PythonMeasure())
-    if device.kind == "ios":
-        return cache.setdefault("ios-app", IOSApp())
-    suffix = os.path.splitext(artifact.rstrip("/"))[1].lower()
-    if "android-app" in settings.runners():
-        return cache.setdefault("android-app", AndroidApp(settings.app))
-    wanted = RUNNER_FILES.get(suffix)
-    binary = _runner_binary(wanted, settings, device) if wanted else None
-    if binary:
-        return cache.setdefault(f"{wanted}:{binary}", NativeRunner(wanted, binary))
-    app = cache.setdefault("android-app", AndroidApp(settings.app))
-    if app.installed(device):
+    app = _app(device, settings, cache)
+    if app is not None and (app.name in settings.runners() or not device.can(RUN)):
         return app
+    needs = on_device(artifact)
+    wanted = needs.runner
+    from edgekit.bench.parsers import NATIVE_TOOLS
+
+    if device.can(RUN) and device.can(STAGE) and wanted in NATIVE_TOOLS:
+        binary = _runner_binary(wanted, settings, device)
+        if binary:
+            return cache.setdefault(f"{wanted}:{binary}", NativeRunner(wanted, binary))
+    if app is not None and app.installed(device):
+        return app
+    suffix = os.path.splitext(artifact.rstrip("/"))[1].lower()
     if not wanted:
-        raise DeviceFault("missing-runner", f"{device.id}: no native runner measures {suffix} files on Android; install "
-                          "the edgekit sample app, whose benchmark mode does (--runner android-app)")
-    folder = runners_dir(device.abi())
-    raise DeviceFault("missing-runner", f"{device.id}: no {wanted} for {device.abi()}: pass --runner PATH or put it at "
-                      f"{folder / wanted} ({RUNNER_SOURCES[wanted]})")
+        hint = "; install the edgekit sample app, whose benchmark mode does (--runner android-app)" if app else ""
+        raise DeviceFault("missing-runner", f"{device.id}: no native runner measures {suffix} files ({needs.format_name}){hint}")
+    folder = runners_dir(device.abi() or "default")
+    raise DeviceFault("missing-runner", f"{device.id}: no {wanted} for {device.abi() or 'this device'}: pass --runner PATH "
+                      f"or put it at {folder / wanted} ({needs.runner_help})")
 
 
 def _runner_binary(wanted: str, settings: BenchSettings, device) -> str | None:
+    """An explicit --runner file whose name is the runner's, else the cached one for the device's ABI."""
     explicit = [r for r in settings.runners() if os.path.isfile(r)]
-    for path in explicit:  # an executor_runner* file serves .pte, any other binary serves .tflite
-        is_et = "executor_runner" in os.path.basename(path)
-        if is_et == (wanted == "executor_runner"):
-            return path
-    cached = runners_dir(device.abi()) / wanted
+    named = [p for p in explicit if wanted in os.path.basename(p)]
+    if named:
+        return named[0]
+    # a binary of another name (a renamed runner) serves whatever runner is wanted
+    from edgekit.registry import get_target_class, targets
+
+    known = {get_target_class(n).on_device.runner for n in targets()} - {None}
+    unnamed = [p for p in explicit if not any(k in os.path.basename(p) for k in known)]
+    if unnamed:
+        return unnamed[0]
+    cached = runners_dir(device.abi() or "default") / wanted
     return str(cached) if cached.is_file() else None

@@ -5,10 +5,13 @@ import json
 import shlex
 import sys
 
+from edgekit.constants import DEFAULT_TARGET
 from edgekit.cli import add_common
 from edgekit.errors import EXIT_OK, EXIT_VERIFY_FAILED, UsageError
+from edgekit.quantize.config import CALIBRATIONS
 from edgekit.options import IO_TYPES, PRECISIONS, DynamicAxis
-from edgekit.registry import TARGETS, get_target_class
+from edgekit.registry import targets, get_target_class
+from edgekit.verify_roles import parse_assignments, parse_state
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -21,28 +24,43 @@ def _floats(text: str) -> tuple[float, ...]:
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
-        if len(parts) == 1:
-            return int(parts[0]), int(parts[0])
-        return int(parts[0]), int(parts[1])
+        size = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
     except ValueError:
         raise UsageError(f"--image-size {text!r}: expected N or HxW") from None
+    if len(parts) > 2 or not all(1 <= d <= 65536 for d in size):
+        raise UsageError(f"--image-size {text!r}: expected N or HxW with sides from 1 to 65536")
+    return size
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert a model to TFLite / Core ML / ExecuTorch / ONNX, verified")
     p.add_argument("model", nargs="?", help="model file: TorchScript, ExportedProgram (.pt2), state_dict, or pickle")
-    p.add_argument("-t", "--target", action="append", help=f"target (repeatable, or 'all'): {', '.join(TARGETS)}; default tflite")
+    p.add_argument("-t", "--target", action="append", help=f"target (repeatable, or 'all'): {', '.join(targets())}; default {DEFAULT_TARGET}")
     p.add_argument("-i", "--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
                    help="model input, e.g. x:1x3x224x224 (repeatable; taken from a .pt2's example inputs when omitted)")
     p.add_argument("--quantize", metavar="PRECISION", help=f"one of {', '.join(PRECISIONS)}; default: the target's own")
     p.add_argument("--calibration", metavar="PATH", help=".npz/.npy, image folder, module:function, or 'random'")
     p.add_argument("--calibration-samples", type=int, default=100, metavar="N")
+    p.add_argument("--int8-calibration", choices=CALIBRATIONS, default="auto",
+                   help="--quantize int8 activation ranges: auto (default: try histogram, minmax and percentile, keep "
+                   "the one that agrees best with the float model on held-back calibration samples) or one observer")
     p.add_argument("--eval-data", metavar="PATH", help="inputs for verification (same formats as --calibration)")
-    p.add_argument("--eval-samples", type=int, default=32, metavar="N")
+    p.add_argument("--eval-samples", type=int, default=None, metavar="N",
+                   help="verification samples (default: all of --eval-data, else 32 held-back or random)")
     p.add_argument("--io", choices=IO_TYPES, default="float", help="model input/output type (int8 needs --quantize int8)")
-    p.add_argument("--tolerance", metavar="SPEC", help="cosine threshold, or cosine=..,top1=..,max_abs=..")
+    p.add_argument("--tolerance", metavar="SPEC",
+                   help="cosine threshold, or cosine=..,top1=..,max_abs=..,max_rel=..; per output NAME:KEY=.. (logits:top1=0.99)")
+    p.add_argument("--output-role", action="append", default=[], metavar="NAME=ROLE",
+                   help="how an output is verified: class_scores (top-1), regression, state, embedding, other (default: detected)")
+    p.add_argument("--state", action="append", default=[], metavar="OUT=IN",
+                   help="output OUT is the state input IN takes at the next step (default: detected; 'none' turns it off)")
+    p.add_argument("--state-steps", type=int, default=8, metavar="N", help="steps per sequence when verifying state (default 8)")
     p.add_argument("--no-verify", action="store_true", help="skip verification (status 'skipped')")
     p.add_argument("--strict", action="store_true", help="an unverified artifact is an error (exit 1)")
+    p.add_argument("--decoder", nargs="?", const="auto", metavar="token=NAME,pos=NAME,logits=NAME",
+                   help="the model is one decoding step with its cache as inputs/outputs: also verify greedy "
+                   "generation token by token (exact at float32) and record it for bench's tokens/s (roles detected "
+                   "when not named)")
     p.add_argument("--dynamic", action="append", default=[], metavar="NAME:AXIS[:MIN-MAX]", help="a dynamic input axis")
     p.add_argument("--image-size", metavar="HxW", help="resize images of an image-folder dataset")
     p.add_argument("--mean", metavar="M[,M,M]", help="per-channel mean (after scaling pixels to 0..1)")
@@ -58,7 +76,7 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for verification")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the table")
-    for name in TARGETS:
+    for name in targets():
         cls = get_target_class(name)
         group = p.add_argument_group(f"{name} options")
         cls.add_arguments(group)
@@ -73,6 +91,8 @@ def _labels(path: str | None):
             labels = tuple(line.strip() for line in fh if line.strip())
     except OSError as exc:
         raise UsageError(f"--labels {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--labels {path}: not a UTF-8 text file (one label per line)") from None
     if not labels:
         raise UsageError(f"--labels {path}: the file holds no labels")
     return labels
@@ -81,13 +101,14 @@ def _labels(path: str | None):
 def options_from_args(args) -> dict:
     """ConvertOptions fields from parsed args (shared with `edgekit run`)."""
     target_options = {}
-    for name in TARGETS:
+    for name in targets():
         values = get_target_class(name).options_from_args(args)
         if values:
             target_options[name] = values
     return dict(
         io=args.io,
         calibration_samples=args.calibration_samples,
+        int8_calibration=getattr(args, "int8_calibration", "auto"),
         eval_data=args.eval_data,
         eval_samples=args.eval_samples,
         image_size=_size(args.image_size) if args.image_size else None,
@@ -96,8 +117,12 @@ def options_from_args(args) -> dict:
         color_layout=args.color_layout,
         labels=_labels(args.labels),
         tolerance=args.tolerance,
+        output_roles=parse_assignments(args.output_role, "--output-role"),
+        state=parse_state(args.state),
+        state_steps=args.state_steps,
         verify=not args.no_verify,
         strict=args.strict,
+        decoder=args.decoder,
         dynamic=tuple(DynamicAxis.parse(d) for d in args.dynamic),
         threads=args.threads,
         seed=args.seed,
@@ -136,7 +161,7 @@ def run(args) -> int:
 def _convert(convert, args, reporter):
     return convert(
         args.model,
-        target=args.target or ["tflite"],
+        target=args.target or [DEFAULT_TARGET],
         quantize=args.quantize,
         calibration=args.calibration,
         inputs=args.input,

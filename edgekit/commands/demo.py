@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from edgekit.cli import add_common
-from edgekit.errors import EXIT_OK, EXIT_VERIFY_FAILED
+from edgekit.errors import EXIT_OK, EXIT_VERIFY_FAILED, UsageError
 
 
 def add_parser(sub) -> None:
@@ -30,10 +30,16 @@ def _host_latency(paths, reporter) -> dict:
 def run(args) -> int:
     from edgekit.demo import artifact_accuracy, digits_data, train_digits, write_demo_files
     from edgekit.pipeline import convert
-    from edgekit.registry import TARGETS, get_target, get_target_class
+    from edgekit.registry import targets, get_target, get_target_class
     from edgekit.ui import Reporter, fmt, human_size, table
 
     reporter = Reporter(quiet=args.quiet, verbose=args.verbose)
+    if args.output:  # a folder that cannot be written is said before the training, not after
+        from edgekit.manifest import check_output_dir
+
+        check_output_dir(args.output)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     with reporter.stage("train a digits CNN (scikit-learn digits, 1,437 train / 360 test)"):
         data = digits_data()
         model = train_digits(data, epochs=args.epochs)
@@ -46,8 +52,8 @@ def run(args) -> int:
     workdir = args.output or tempfile.mkdtemp(prefix="edgekit-demo-")
     os.makedirs(workdir, exist_ok=True)
     paths = write_demo_files(workdir, data, model)
-    installed = [n for n in TARGETS if get_target_class(n).available()]
-    missing = [n for n in TARGETS if n not in installed]
+    installed = [n for n in targets() if get_target_class(n).available()]
+    missing = [n for n in targets() if n not in installed]
     rows, paths_measured, code = [], [], EXIT_OK
     for name in installed:
         target = get_target(name)

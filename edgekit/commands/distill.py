@@ -1,10 +1,13 @@
 """edgekit distill: teacher + data -> a smaller student (.pt2 + state_dict + report), ready for convert."""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 
 from edgekit.cli import add_common
-from edgekit.errors import UsageError
+from edgekit.distill.losses import ALPHA, TEMPERATURE
+from edgekit.errors import EXIT_VERIFY_FAILED, UsageError
 
 
 def _floats(text: str | None):
@@ -24,6 +27,16 @@ def _size(text: str | None):
         return (int(parts[0]), int(parts[-1]))
     except ValueError:
         raise UsageError(f"--image-size {text!r}: expected N or HxW") from None
+
+
+def _lr(text: str):
+    """``auto`` (the range test chooses: None) or a positive number."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto or a number, e.g. 3e-3") from None
 
 
 def add_parser(sub) -> None:
@@ -53,9 +66,10 @@ def add_parser(sub) -> None:
     loss = p.add_argument_group("loss")
     loss.add_argument("--loss", default="auto", choices=("auto", "kl", "mse", "cosine"),
                       help="output loss: kl (soft targets, for logits), mse or cosine (embeddings); auto picks (default)")
-    loss.add_argument("--temperature", "-T", type=float, default=4.0, help="softmax temperature for kl (default 4)")
-    loss.add_argument("--alpha", type=float, default=0.5,
-                      help="with labels: alpha * KL + (1 - alpha) * cross-entropy (default 0.5)")
+    loss.add_argument("--temperature", "-T", type=float, default=TEMPERATURE,
+                      help=f"softmax temperature for kl, its term scaled by T^2 (default {TEMPERATURE:g})")
+    loss.add_argument("--alpha", type=float, default=ALPHA,
+                      help=f"with labels: alpha * T^2 * KL + (1 - alpha) * cross-entropy (default {ALPHA:g})")
     loss.add_argument("--hidden-loss", choices=("mse", "cosine"), help="also match hidden states (off by default)")
     loss.add_argument("--hidden-weight", type=float, default=1.0, help="weight of the hidden-state loss (default 1)")
     loss.add_argument("--hidden-pair", action="append", default=[], metavar="TEACHER_MODULE=STUDENT_MODULE",
@@ -63,7 +77,8 @@ def add_parser(sub) -> None:
     tr = p.add_argument_group("training")
     tr.add_argument("--epochs", type=int, default=5)
     tr.add_argument("--batch-size", type=int, default=64, help="per process (default 64)")
-    tr.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate (default 5e-4)")
+    tr.add_argument("--lr", type=_lr, default=None, metavar="auto|LR",
+                    help="AdamW peak learning rate; auto: a learning-rate range test picks it (default auto)")
     tr.add_argument("--weight-decay", type=float, default=0.01)
     tr.add_argument("--warmup", type=float, default=0.05, help="warm-up: a fraction of all steps (<1) or steps (default 0.05)")
     tr.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clip, 0 for none (default 1)")
@@ -78,6 +93,10 @@ def add_parser(sub) -> None:
     tr.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     tr.add_argument("--qat", choices=("int8",), help="quantization-aware distillation: train with fake int8 (torchao PT2E)")
+    p.add_argument("--no-control", dest="control", action="store_false",
+                   help="skip the control run (the same student trained on the labels alone, without the teacher)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the distilled student does worse than its control")
     p.add_argument("-o", "--output", default="student.pt2", metavar="FILE.pt2", help="the student (default student.pt2)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
@@ -86,13 +105,19 @@ def add_parser(sub) -> None:
 
 def options_from_args(args) -> dict:
     """distill() keyword arguments from parsed args (shared with `edgekit run`)."""
+    import math
+
+    for flag in ("lr", "weight_decay", "warmup", "clip_grad", "temperature", "alpha", "hidden_weight", "width", "val_split"):
+        value = getattr(args, flag, None)
+        if value is not None and not math.isfinite(value):  # nan slips through every `<= 0` check
+            raise UsageError(f"--{flag.replace('_', '-')} must be a finite number, got {value}")
     checkpoint_dir = None if args.no_checkpoint else (args.checkpoint_dir or args.output.removesuffix(".pt2") + ".ckpt")
     return dict(
         student=args.student, data=args.data, val=args.val, val_split=args.val_split, output=args.output,
         inputs=args.input, arch=args.arch, student_arch=args.student_arch, trust_pickle=args.trust_pickle,
         tokenizer=args.tokenizer, max_length=args.max_length, keep_layers=args.keep_layers, width=args.width,
         loss=args.loss, temperature=args.temperature, alpha=args.alpha, hidden_loss=args.hidden_loss,
-        hidden_weight=args.hidden_weight, hidden_pairs=args.hidden_pair, qat=args.qat, limit=args.limit,
+        hidden_weight=args.hidden_weight, hidden_pairs=args.hidden_pair, qat=args.qat, control=args.control, limit=args.limit,
         image_size=_size(args.image_size), mean=_floats(args.mean), std=_floats(args.std), overwrite=args.overwrite,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
         clip_grad=args.clip_grad or None, patience=args.patience, max_steps=args.max_steps, seed=args.seed, amp=args.amp,
@@ -115,6 +140,11 @@ def run(args) -> int:
     if result is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     print(json.dumps(result.report, indent=2, default=str) if args.json else render(result.report))
+    control = result.report["control"]
+    if args.strict and control["verdict"] == "worse":
+        print(f"error: --strict: the distilled student ({result.report['metric']['student']:.4f}) is worse than its "
+              f"control trained without the teacher ({control['metric']:.4f})", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
     return 0
 
 

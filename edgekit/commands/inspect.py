@@ -24,12 +24,10 @@ def run(args) -> int:
         raise UsageError(f"{args.artifact}: no such file")
     target = target_for_artifact(args.artifact)
     target.require()
-    info = target.inspect(args.artifact)
+    info = read_artifact(target, args.artifact)
     mpath = manifest_mod.manifest_path(args.artifact)
     if mpath.exists():
-        doc = manifest_mod.read(mpath)
-        info["manifest"] = {k: doc.get(k) for k in ("precision", "io", "status", "flops", "calibration")}
-        info["manifest"]["parity"] = {k: doc["parity"].get(k) for k in ("cosine", "top1", "samples", "real_inputs")}
+        info["manifest"] = _manifest_summary(manifest_mod, mpath)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -48,10 +46,47 @@ def run(args) -> int:
         print(f"  {t['name'][:70]:70s} {t['dtype']:6s} {t.get('granularity', '')}")
     if len(quantized) > 20:
         print(f"  ... and {len(quantized) - 20} more (--json lists all)")
-    if "manifest" in info:
+    if "manifest" in info and "error" in info["manifest"]:
+        print(f"\nmanifest: {info['manifest']['error']}")
+    elif "manifest" in info:
         m = info["manifest"]
         print(f"\nmanifest: precision {m['precision']}, io {m['io']}, status {m['status']}, cosine {m['parity']['cosine']}, top-1 {m['parity']['top1']}")
     return 0
+
+
+def read_artifact(target, path: str) -> dict:
+    """``target.inspect(path)``, with a damaged file (truncated, corrupt, not what its suffix says)
+    reported as one line, exit 3, whatever the target's library raised. Native readers can crash
+    on garbage, so what can be checked without them (empty file, an empty package) is checked first."""
+    from edgekit.errors import EdgekitError, ModelLoadError, first_line
+    from edgekit.ui import captured_native_output
+
+    name = f"{target.name} artifact"
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ModelLoadError(f"{path}: empty file, not a {name}")
+    if os.path.isdir(path) and not any(os.scandir(path)):
+        raise ModelLoadError(f"{path}: empty folder, not a {name}")
+    log: list[str] = []
+    try:
+        with captured_native_output(True, log):
+            return target.inspect(path)
+    except UsageError as exc:  # a target that calls an unreadable file a usage error: it is the file (3)
+        raise ModelLoadError(str(exc)) from exc
+    except EdgekitError:
+        raise
+    except (Exception, SystemExit) as exc:  # the library's own words, first line only
+        raise ModelLoadError(f"{path}: cannot read as a {name}, corrupt or truncated? ({first_line(exc, 200)})") from exc
+
+
+def _manifest_summary(manifest_mod, mpath) -> dict:
+    """The manifest facts inspect shows; a damaged manifest beside the artifact is said, not fatal."""
+    try:
+        doc = manifest_mod.read(mpath)
+        summary = {k: doc.get(k) for k in ("precision", "io", "status", "flops", "calibration")}
+        summary["parity"] = {k: (doc.get("parity") or {}).get(k) for k in ("cosine", "top1", "samples", "real_inputs")}
+        return summary
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return {"error": f"{mpath}: unreadable manifest ({type(exc).__name__})", "parity": {}}
 
 
 def _q(spec) -> str:

@@ -52,8 +52,11 @@ def convert_kwargs(section: dict, verify: dict, command_line: str) -> dict:
         seed=section.get("seed", 0),
         target_options=section.get("options", {}),
         eval_data=verify.get("eval_data"),
-        eval_samples=verify.get("eval_samples", 32),
+        eval_samples=verify.get("eval_samples"),
         tolerance=verify.get("tolerance"),
+        output_roles=verify.get("output_roles", {}),
+        state=verify.get("state", {}),
+        state_steps=verify.get("state_steps", 8),
         verify=verify.get("enabled", True),
         strict=verify.get("strict", False),
         command_line=command_line,
@@ -72,6 +75,7 @@ def run_pipeline(pipeline, reporter) -> dict:
         needs_calibration = any(get_precision(p).needs_calibration for p in convert_section.get("precisions", []))
         if needs_calibration and not convert_section.get("calibration"):
             raise UsageError(f"{pipeline.path}: [convert] precision int8 needs 'calibration' (a .npz, image folder or module:function)")
+    _check_outputs(pipeline)
     model = convert_section.get("model") if convert_section else None
     if pipeline.distill is not None:
         from edgekit.distill import distill
@@ -95,6 +99,21 @@ def run_pipeline(pipeline, reporter) -> dict:
     if pipeline.bench is not None:
         result["bench"] = _bench(pipeline.bench, artifacts, reporter)
     return result
+
+
+def _check_outputs(pipeline) -> None:
+    """Every place the pipeline writes is proved writable (and every name safe) before any stage runs."""
+    from edgekit.manifest import check_output_dir, check_output_file
+    from edgekit.options import check_name
+
+    if pipeline.distill is not None:
+        check_output_file(pipeline.distill.get("output", "student.pt2"), f"{pipeline.path}: [distill] output")
+    if pipeline.convert is not None:
+        if pipeline.convert.get("name") is not None:
+            check_name(pipeline.convert["name"])
+        check_output_dir(pipeline.convert.get("output_dir", "."))
+    if pipeline.bench is not None and pipeline.bench.get("output"):
+        check_output_file(pipeline.bench["output"], f"{pipeline.path}: [bench] output")
 
 
 def _bench(section: dict, artifacts, reporter) -> list[dict]:

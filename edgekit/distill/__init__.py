@@ -3,8 +3,10 @@
     from edgekit.distill import distill
     result = distill("model.pt", arch="pkg.mod:factory", data="train/", epochs=5, output="student.pt2")
 
-Modules: teacher (loading), students (auto / factory / file), data, losses, train (loop, DDP,
-checkpoints), qat (PT2E quantization-aware distillation), report, api (the orchestration).
+Modules: teacher (loading), students (auto / factory / file), data, losses, train (the loop, DDP),
+parts (its pieces: hooks, progress, evaluation, checkpoints), lrfind (the learning-rate range test),
+control (the student trained without the teacher), qat (PT2E quantization-aware distillation),
+report, api (the orchestration).
 Nothing here imports torch at package import.
 """
 from __future__ import annotations

@@ -14,6 +14,9 @@ from typing import Any, Sequence
 from edgekit.errors import UsageError
 
 OUTPUT_LOSSES = ("kl", "mse", "cosine")
+# defaults (docs/distill.md says why and what they measured)
+TEMPERATURE = 4.0
+ALPHA = 0.9
 HIDDEN_LOSSES = ("mse", "cosine")
 
 
@@ -93,10 +96,11 @@ def first_tensor(value):
 @dataclass(frozen=True)
 class LossConfig:
     output: str = "kl"  # kl | mse | cosine
-    temperature: float = 4.0
-    alpha: float = 0.5  # weight of the soft-target term when hard labels exist
+    temperature: float = TEMPERATURE
+    alpha: float = ALPHA  # weight of the soft-target term when hard labels exist
     hidden: str | None = None  # None | mse | cosine
     hidden_weight: float = 1.0
+    labels_only: bool = False  # the control run: cross-entropy on the labels, no teacher
 
     def __post_init__(self):
         if self.output not in OUTPUT_LOSSES:
@@ -136,6 +140,9 @@ def distillation_loss(
     projections=None,
 ) -> tuple[Any, dict[str, float]]:
     """Total loss and its parts (for the progress line). Outputs are flat lists of tensors."""
+    if config.labels_only:
+        hard = hard_label_ce(student_outputs[0], labels)
+        return hard, {"ce": float(hard.detach())}
     parts: dict[str, Any] = {}
     total = 0.0
     for i, (s, t) in enumerate(zip(student_outputs, teacher_outputs)):

@@ -109,14 +109,48 @@ def render(report: dict[str, Any]) -> str:
         rows.append([f"val {name} (vs teacher)", "1 (reference)", _fmt(metric["student"], ".4f"), ""])
     if metric.get("student_int8") is not None:
         rows.append([f"val {name}, int8 (QAT)", "", _fmt(metric["student_int8"], ".4f"), ""])
+    rows.append(_control_row(report))
     text = table(["", "teacher", "student", "ratio"], rows)
     train = report["training"]
     note = (f"\n{train['epochs_run']} epochs ({train['steps']} steps), best epoch {train['best_epoch']}"
             + (", stopped early" if train["stopped_early"] else "")
             + (f", {train['world_size']} processes" if train["world_size"] > 1 else "")
-            + f"; student: {report['student_description']}")
+            + f"; student: {report['student_description']}\n" + _settings(report))
+    control = report.get("control") or {}
+    if not control.get("ran"):
+        note += f"\ncontrol not run: {control.get('reason')}"
     files = "\n".join(f"  {k}: {v}" for k, v in report["files"].items() if v)
     return text + note + ("\nwritten:\n" + files if files else "")
+
+
+def _control_row(report: dict[str, Any]) -> list[str]:
+    """The same student trained without the teacher: what the teacher added, in the metric's units."""
+    control = report.get("control") or {}
+    name = report["metric"]["name"]
+    if not control.get("ran"):
+        return [f"val {name}, no teacher (control)", "", "not run", "see below"]
+    gain = control["teacher_gain"]
+    word = {"better": "teacher adds", "matches": "teacher adds", "worse": "WORSE by"}[control["verdict"]]
+    value = f"{gain:+.4f}" if control["verdict"] != "worse" else f"{-gain:.4f}"
+    return [f"val {name}, no teacher (control)", "", _fmt(control["metric"], ".4f"), f"{word} {value}"]
+
+
+def _settings(report: dict[str, Any]) -> str:
+    """The values the run chose: learning rate (and how), temperature, alpha, schedule."""
+    train, loss = report["training"], report["loss"]
+    how = {"given": "--lr", "checkpoint": "from the checkpoint"}.get(train.get("lr_source"), train.get("lr_source"))
+    text = f"lr {train.get('lr'):.3g} ({how})" if train.get("lr") is not None else "lr -"
+    control = report.get("control") or {}
+    if control.get("ran") and control.get("lr") is not None:
+        text += f", control lr {control['lr']:.3g}"
+    if loss["output"] == "kl":
+        text += f"; loss kl, T {loss['temperature']:g}" + (f", alpha {loss['alpha']:g}" if report["metric"]["name"] == "accuracy" else "")
+    else:
+        text += f"; loss {loss['output']}"
+    warmup = train.get("warmup")
+    if warmup is not None:
+        text += f"; {train.get('schedule', '')}" + (f" (warm-up {warmup:g}" + (" of the steps)" if warmup < 1 else " steps)"))
+    return text
 
 
 def _fmt(value, spec: str) -> str:

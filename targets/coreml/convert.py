@@ -10,11 +10,19 @@ path coremltools has supported longest and covers a few ops the other lacks.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, UsageError, first_line
 from edgekit.targets.coreml.settings import FORMAT_KIND, CoreMLSettings
+
+# the (wrapped) module behind each torch.export source, so a failed conversion can be retried on
+# coremltools' TorchScript frontend without a second wrapping
+_MODULES: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+# recurrent ops: coremltools' TorchScript frontend maps them to one Core ML lstm/gru/rnn op, which
+# beats decomposing them into an unrolled graph, so that route is tried first for them
+_RECURRENT = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"}
 
 
 @dataclass
@@ -113,13 +121,14 @@ def make_source(model, module, settings: CoreMLSettings, image: ImageInput | Non
         else:
             program = model.exported_program() if plain else wrappers.export(wrapped, model.example_inputs, model.dynamic_shapes())
             source = program.run_decompositions({})
+            _MODULES[source] = wrapped
         return source, (wrappers.output_name(source, 0 if wrapped.probabilities_first else -1) if classifier else None)
     except EdgekitError:
         raise
     except Exception as exc:
         how = "torch.jit.trace" if settings.frontend == "torchscript" else "torch.export"
         other = "torch.export" if settings.frontend == "torchscript" else "torchscript"
-        raise ConversionError(f"{how} failed for Core ML: {_first_line(exc)}", hint=f"try --coreml-frontend {other}") from exc
+        raise ConversionError(f"{how} failed for Core ML: {first_line(exc)}", hint=f"try --coreml-frontend {other}") from exc
 
 
 def convert_inputs(ct, model, settings: CoreMLSettings, image: ImageInput | None) -> list:
@@ -160,13 +169,114 @@ def run_converter(ct, source, model, settings: CoreMLSettings, precision: str, i
     if labels:
         # named explicitly: coremltools would otherwise take the last op, which fp16 output casts reorder
         kwargs["classifier_config"] = ct.ClassifierConfig(list(labels), predicted_probabilities_output=probabilities)
+    mlmodel, route = _convert_with_fallbacks(ct, source, model, settings, inputs, kwargs)
+    mlmodel = float32_io(ct, mlmodel) if kind == "mlprogram" else mlmodel
+    mlmodel._edgekit_route = route  # read by route_details()
+    return mlmodel
+
+
+def route_details(mlmodel) -> dict[str, Any]:
+    """{"conversion_route": ...}: which of the converter's routes made this model (for the manifest)."""
+    route = getattr(mlmodel, "_edgekit_route", None)
+    return {"conversion_route": route} if route else {}
+
+
+def _convert_with_fallbacks(ct, source, model, settings: CoreMLSettings, inputs, kwargs):
+    """ct.convert, and when its torch.export frontend rejects an op, the converter's other documented
+    routes, in turn: core-ATen decomposition of just that op (coremltools converts the pieces), and
+    the TorchScript frontend (torch.jit.trace), which maps recurrent layers to Core ML's own
+    lstm/gru ops. Returns (model, route facts); fails naming the op, its module and every route tried."""
+    tried: list[str] = []
+    decomposed: list[str] = []
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            mlmodel = ct.convert(source, **kwargs)
+            route = {"frontend": settings.frontend, "decomposed_ops": decomposed}
+            if tried:
+                route["after"] = tried
+            return mlmodel, route
+        except EdgekitError:
+            raise
+        except Exception as exc:
+            last_exc = exc
+            op = unsupported_op(exc)
+            if settings.frontend != "torch.export" or op is None or len(decomposed) >= 8:
+                break
+            tried.append(f"torch.export: {op} unsupported")
+            if op in _RECURRENT and source in _MODULES:
+                break  # straight to TorchScript below
+            smaller = _decompose(source, op)
+            if smaller is None:
+                break
+            decomposed.append(op)
+            _MODULES[smaller] = _MODULES.get(source)
+            source = smaller
+    if settings.frontend == "torch.export" and source in _MODULES:
+        try:
+            mlmodel = _torchscript_route(ct, _MODULES[source], model, inputs, kwargs)
+            return mlmodel, {"frontend": "torchscript (automatic fallback)", "after": tried}
+        except EdgekitError:
+            raise
+        except Exception as exc:  # both frontends failed: say so, naming the op of each
+            tried.append(f"torchscript: {first_line(exc)}")
+    raise describe_error(last_exc, model, settings, tried) from last_exc
+
+
+def unsupported_op(exc: BaseException) -> str | None:
+    """The torch op name coremltools says it has no converter for ('new_ones', 'lstm'), or None."""
+    text = str(exc)
+    found = next((m.group(1) for m in (p.search(text) for p in _OP_PATTERNS[:3]) if m), None)
+    return found.split(".")[0] if found else _failing_torch_node(exc)
+
+
+def _decompose(program, op: str):
+    """``program`` with every overload of aten.``op`` decomposed into core ATen (or renamed, for the
+    Python-operator aliases), or None when torch has no decomposition for it."""
+    import torch
+
+    aten = torch.ops.aten
+    # Python operators on bool masks (transformers' attention masks): the same op under its plain
+    # name, which coremltools converts (to logical_and/or/xor on bool inputs)
+    aliases = {"__and__": aten.bitwise_and.Tensor, "__or__": aten.bitwise_or.Tensor, "__xor__": aten.bitwise_xor.Tensor}
+    if op in aliases:
+        nodes = [n for n in program.graph_module.graph.nodes if n.op == "call_function"
+                 and isinstance(n.target, torch._ops.OpOverload) and n.target.overloadpacket.__name__ == op
+                 and all(isinstance(a, torch.fx.Node) for a in n.args)]
+        for node in nodes:
+            node.target = aliases[op]
+        program.graph_module.recompile()
+        return program if nodes else None
+    table = torch.export.default_decompositions()
+    overloads = {
+        node.target for node in program.graph_module.graph.nodes
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+        and node.target.overloadpacket.__name__ == op and node.target in table
+    }
+    if not overloads:
+        return None
     try:
-        mlmodel = ct.convert(source, **kwargs)
-    except EdgekitError:
-        raise
-    except Exception as exc:
-        raise describe_error(exc, model, settings) from exc
-    return float32_io(ct, mlmodel) if kind == "mlprogram" else mlmodel
+        return program.run_decompositions({o: table[o] for o in overloads})
+    except Exception:  # a decomposition that does not trace for this graph: try the next route
+        return None
+
+
+def _torchscript_route(ct, module, model, inputs, kwargs):
+    """coremltools' TorchScript frontend on a torch.jit.trace of the same (wrapped) module."""
+    import numpy as np
+
+    from edgekit.targets.coreml import wrappers
+
+    traced = wrappers.trace(module, model.example_inputs)
+    ts_inputs = []
+    for spec, given in zip(model.inputs, inputs):
+        if isinstance(given, ct.ImageType):
+            ts_inputs.append(given)
+            continue
+        dtype = None if spec.dtype.startswith("float") else (np.bool_ if spec.dtype == "bool" else np.int32)
+        shape = given.shape if getattr(given, "shape", None) is not None else spec.shape
+        ts_inputs.append(ct.TensorType(name=spec.name, shape=shape, dtype=dtype))
+    return ct.convert(traced, **{**kwargs, "inputs": ts_inputs})
 
 
 def float32_io(ct, mlmodel):
@@ -190,28 +300,34 @@ def float32_io(ct, mlmodel):
 
 
 _OP_PATTERNS = (
+    re.compile(r"Unsupported fx node \w+, kind ([\w.]+)"),
     re.compile(r"Unsupported fx node (\w+)"),
     re.compile(r"convert function for op '(\w+)'"),
     re.compile(r"(?:aten|torch\.ops\.\w+)[.:]+(\w+)"),
 )
 
 
-def describe_error(exc: BaseException, model, settings: CoreMLSettings) -> ConversionError:
-    """Name the op coremltools rejected and where it sits, and say what to try instead."""
+def describe_error(exc: BaseException, model, settings: CoreMLSettings, tried: list[str] | None = None) -> ConversionError:
+    """Name the op coremltools rejected and where it sits, and say what to try instead: the other
+    frontend only when it has not been tried already (no advice that leads back here)."""
     from edgekit.export import describe_conversion_error, locate_op
 
     other = "torchscript" if settings.frontend == "torch.export" else "torch.export"
     later = "iOS18" if settings.spec_version < 9 else None
-    hint = f"try --coreml-frontend {other}" + (f", a later --deployment-target (e.g. {later})" if later else "") + \
-        ", or rewrite that layer with supported ops"
+    both_tried = bool(tried) and any(t.startswith("torchscript") for t in tried)
+    hint = ("" if both_tried else f"try --coreml-frontend {other}, ") + \
+        (f"a later --deployment-target (e.g. {later}), " if later else "") + \
+        "or rewrite that layer with ops coremltools supports (or register a coremltools op converter for it)"
     context = f"frontend {settings.frontend}, deployment target {settings.deployment_target}"
+    if tried:
+        context += "; tried: " + "; ".join(tried)
     text = str(exc)
-    unsupported = next((m.group(1) for m in (p.search(text) for p in _OP_PATTERNS[:2]) if m), None)
+    unsupported = next((m.group(1).split(".")[0] for m in (p.search(text) for p in _OP_PATTERNS[:3]) if m), None)
     failing = None if unsupported else _failing_torch_node(exc)  # an op whose converter raised
-    op = unsupported or failing or next((m.group(1) for m in [_OP_PATTERNS[2].search(text)] if m), None)
+    op = unsupported or failing or next((m.group(1) for m in [_OP_PATTERNS[3].search(text)] if m), None)
     if op is not None:
         where = locate_op(model, op)
-        cause = f"{_first_line(exc)}; " if failing else ""
+        cause = f"{first_line(exc)}; " if failing else ""
         return ConversionError(
             f"coremltools cannot convert op aten.{op}" + (f" at {where}" if where else "") + f" ({cause}{context})",
             hint=hint,
@@ -300,8 +416,3 @@ def _probabilities_source(spec) -> str | None:
     while name in producers and producers[name].type == "cast":
         name = producers[name].inputs["x"].arguments[0].name
     return producers[name].type if name in producers else None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Sequence
 
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, first_line
 
 WEIGHT_THRESHOLD = 2048  # coremltools' default: smaller tensors are left float
 INT4_BLOCK_SIZE = 32
@@ -117,7 +117,7 @@ def calibrated_int8(module, example_inputs: tuple, calibration: Sequence[tuple],
         prepared = quantizer.prepare(example_inputs=example_inputs, inplace=True)
     except Exception as exc:
         raise ConversionError(
-            f"coremltools.optimize.torch could not prepare the model for int8 calibration: {_first_line(exc)}",
+            f"coremltools.optimize.torch could not prepare the model for int8 calibration: {first_line(exc)}",
             hint="int8 needs a torch.fx-traceable nn.Module; try --quantize int8-weight-only",
         ) from exc
     prepared.eval()
@@ -233,8 +233,3 @@ def _contiguous(array):
     import numpy as np
 
     return np.ascontiguousarray(array)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__

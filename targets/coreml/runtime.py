@@ -50,12 +50,6 @@ class CoreMLRuntime(Runtime):
             self._model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[units]))
         return self
 
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     def run(self, inputs: Sequence) -> list:
         if self._model is None:
             raise DeviceError(

@@ -12,13 +12,16 @@ import dataclasses
 import json
 import os
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any
 
 from edgekit.errors import ConversionError, UsageError
-from edgekit.targets.base import package_version, ConvertedArtifact, Target
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
 from edgekit.targets.coreml import analysis
 from edgekit.targets.coreml.library import import_coremltools
-from edgekit.targets.coreml.runtime import NOT_ON_THIS_HOST, CoreMLRuntime, can_execute
+from edgekit.targets.base import Runtime
+from edgekit.targets.coreml.reference import MILReferenceRuntime, reason_unverifiable
+from edgekit.targets.coreml.runtime import CoreMLRuntime, can_execute
 from edgekit.targets.coreml.settings import COMPUTE_UNITS, FORMATS, FRONTENDS, SPEC_VERSIONS, CoreMLSettings
 
 COMPRESSED_PRECISIONS = ("int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
@@ -29,6 +32,7 @@ class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
     extra_suffixes = (".mlmodel",)
+    on_device = OnDevice("Core ML", apps=MappingProxyType({"ios": "coreml"}), app_suffixes=(".mlpackage", ".mlmodel"))
     precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
     default_precision = "fp16"  # Core ML's own recommendation: the Neural Engine computes in fp16
     requires = ("coremltools",)
@@ -111,6 +115,7 @@ class CoreMLTarget(Target):
         source, probabilities = steps.make_source(model, module, settings, image, classifier)
         inputs = steps.convert_inputs(ct, model, settings, image)
         mlmodel = steps.run_converter(ct, source, model, settings, precision, inputs, options.labels, probabilities)
+        details.update(steps.route_details(mlmodel))  # which converter route worked (automatic fallbacks)
         try:
             if settings.format == "mlpackage":
                 mlmodel = quantize.compress_mlprogram(mlmodel, precision, settings.prune, prequantized=precision == "int8")
@@ -150,7 +155,8 @@ class CoreMLTarget(Target):
             outputs=output_specs,
             converter={"coremltools": package_version("coremltools")},
             details=details,
-            unverifiable_reason=None if can_execute() else NOT_ON_THIS_HOST,
+            # off macOS edgekit's MIL reference interpreter verifies what it can execute
+            unverifiable_reason=None if can_execute() else details["verification"]["unverifiable_reason"],
             warnings=warnings,
         )
 
@@ -178,6 +184,7 @@ class CoreMLTarget(Target):
         tensors = stats.pop("tensors")
         facts: dict[str, Any] = {
             "checks": {"loads_without_compiling": True, "io_matches_model": True, "executed": can_execute()},
+            "verification": _verification(path, spec),
             "ops": analysis.op_histogram(spec),
             "weights": stats,
             "compressed_tensors": len(tensors),
@@ -198,8 +205,10 @@ class CoreMLTarget(Target):
         spec.description.metadata.userDefined[analysis.MANIFEST_KEY] = json.dumps(json.loads(dumps(body)), separators=(",", ":"))
         analysis.write_spec(path, spec)
 
-    def runtime(self) -> CoreMLRuntime:
-        return CoreMLRuntime()
+    def runtime(self) -> Runtime:
+        """Core ML itself on macOS; elsewhere the MIL reference interpreter (which refuses a program it
+        cannot execute, saying why)."""
+        return CoreMLRuntime() if can_execute() else MILReferenceRuntime()
 
     def inspect(self, path: str) -> dict[str, Any]:
         from edgekit.manifest import file_digest
@@ -220,7 +229,7 @@ class CoreMLTarget(Target):
             "compute units": analysis.user_metadata(spec).get(analysis.COMPUTE_UNITS_KEY, "all"),
             "metadata": ", ".join(f"{k} {v!r}" for k, v in meta.items() if k in ("description", "author", "license", "version") and v),
             "embedded manifest": "yes" if meta["embedded_manifest"] else "no",
-            "execution": "possible on this host" if can_execute() else NOT_ON_THIS_HOST,
+            "execution": "possible on this host" if can_execute() else _verification(path, spec)["summary"],
         }
         if io_facts.get("classifier"):
             summary["classifier"] = f"{io_facts['classifier']['label_output']} + {io_facts['classifier']['probabilities_output']}"
@@ -239,3 +248,16 @@ class CoreMLTarget(Target):
             "size_bytes": file_digest(path)[0],
             "runtime": CoreMLRuntime().version(),
         }
+
+
+def _verification(path: str, spec) -> dict[str, Any]:
+    """How parity is checked for this artifact on this host: Core ML, the reference interpreter, or not."""
+    if can_execute():
+        return {"by": "Core ML", "unverifiable_reason": None, "summary": "Core ML (this host is macOS)"}
+    from edgekit.targets.coreml import mil
+
+    reason = reason_unverifiable(path, spec)
+    if reason is None:
+        return {"by": mil.NAME, "unverifiable_reason": None, "reference": True,
+                "summary": f"{mil.NAME} (Core ML executes only on macOS)"}
+    return {"by": None, "unverifiable_reason": reason, "summary": reason}

@@ -128,10 +128,20 @@ def runtime_backends() -> list[str]:
     return sorted(Runtime.get().backend_registry.registered_backend_names)
 
 
+def load_kernel_libraries() -> None:
+    """Register the runtime's quantized-ops kernels (int8 embeddings: quantized_decomposed::
+    embedding_byte); app builds link them, the Python runtime loads them on import."""
+    try:
+        import executorch.kernels.quantized  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        pass  # a build without them: _check_kernels then names any op that needs them
+
+
 def runtime_operators() -> set[str]:
     """Kernels registered in this machine's executorch runtime, as 'aten::cumsum.out'."""
     from executorch.runtime import Runtime
 
+    load_kernel_libraries()
     return set(Runtime.get().operator_registry.operator_names)
 
 

@@ -4,8 +4,9 @@ Recipes (what XNNPACK runs fast, the same choices as executorch's own XNNPACK re
 - none: the shared program as it is.
 - fp16: weights and compute in float16, inputs and outputs float32 (casts at the edges, so app
   code does not change). For Core ML and Vulkan the backend's own fp16 switch is used instead.
-- int8: PT2E static quantization with XNNPACKQuantizer, symmetric per-channel weights, activation
-  ranges from the calibration samples.
+- int8: the shared static int8 decision of edgekit.quantize (PT2E with XNNPACK's symmetric
+  per-channel scheme plus conv/linear fused with clamp activations; the activation observer chosen
+  on held-back calibration samples), lowered as it is.
 - int8-dynamic: PT2E with XNNPACKQuantizer's dynamic config: per-channel int8 weights, activations
   quantized per call (linear layers).
 - int8-int4: torchao ``quantize_`` with Int8DynamicActivationIntxWeightConfig, int4 weights in groups
@@ -33,7 +34,7 @@ def _tensors(sample: Sequence[Any]) -> tuple:
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
 
 
-def prepare_program(model, precision: str, delegate, calibration, group_size: int = DEFAULT_GROUP_SIZE):
+def prepare_program(model, precision: str, delegate, calibration, group_size: int = DEFAULT_GROUP_SIZE, options=None):
     """(ExportedProgram to lower, facts for the manifest) for ``precision``."""
     if precision in QUANTIZED and not delegate.quantized:
         why = (
@@ -46,7 +47,7 @@ def prepare_program(model, precision: str, delegate, calibration, group_size: in
     if precision == "fp16":
         return _fp16_program(model), {"fp16": "float16 weights and compute, float32 inputs and outputs"}
     if precision in ("int8", "int8-dynamic"):
-        return _pt2e_program(model, precision, calibration)
+        return _pt2e_program(model, precision, calibration, options)
     if precision == "int8-int4":
         return _int8_int4_program(model, group_size)
     raise UsageError(f"the executorch target does not support --quantize {precision}")  # pragma: no cover
@@ -84,35 +85,56 @@ def _fp16_program(model):
     return _export(Float16Graph(graph), model, varargs=True)
 
 
-def _pt2e_program(model, precision: str, calibration):
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def _pt2e_program(model, precision: str, calibration, options=None):
+    if precision == "int8":
+        return _static_int8_program(model, calibration, options)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    dynamic = precision == "int8-dynamic"
-    if not dynamic and not calibration:
-        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    from edgekit.targets.executorch import graph_fixes
+
+    # XNNPACK's dynamic config, with integer arithmetic kept integer (attention-mask indices)
+    quantizer = graph_fixes.quantizer(is_dynamic=True)
     # PT2E wants the graph torch.export makes before decomposition: that is what the shared
     # program is (torch.export.export), so it is prepared directly, no second export of the model.
     graph = copy.deepcopy(model.exported_program().module())
     prepared = prepare_pt2e(graph, quantizer)
     # Dynamic quantization observes nothing, but convert_pt2e expects one pass through the graph.
-    samples = [_tensors(s) for s in calibration] if calibration else [model.example_inputs]
-    for sample in samples:
-        prepared(*sample)
+    prepared(*model.example_inputs)
     quantized = convert_pt2e(prepared)
+    embeddings = graph_fixes.quantize_embeddings(quantized)
     facts = {
         "quantizer": "XNNPACKQuantizer (torchao.quantization.pt2e)",
-        "scheme": "symmetric per-channel int8 weights, "
-        + ("int8 activations quantized per call" if dynamic else "static int8 activations"),
+        "scheme": "symmetric per-channel int8 weights, int8 activations quantized per call",
+        # XNNPACK's qd8 x qc8w kernels widen int8 products to int32 on every CPU it targets (ARM
+        # NEON dot products, x86 AVX2 pmaddwd on int16, VNNI): nothing saturates, so the full
+        # 8-bit range is kept everywhere (onnxruntime's x86 u8 x s8 path is the one that needs 7 bits).
+        "weight_range": "full 8-bit [-127, 127] on every CPU (XNNPACK kernels accumulate without saturating)",
     }
-    if not dynamic:
-        facts["calibration_samples"] = len(samples)
+    if embeddings:
+        facts["embeddings"] = {
+            "scheme": "int8 weight-only, one symmetric scale per row (quantized_decomposed::embedding_byte)",
+            "tables": embeddings,
+        }
     # convert_pt2e hands back a GraphModule: exporting it is how PT2E makes the program to lower.
     return _export(quantized, model), facts
+
+
+def _static_int8_program(model, calibration, options=None):
+    """The shared int8 decision (edgekit.quantize: calibrated once per run, recipe chosen on held-back
+    samples), lowered as it is: XNNPACK consumes PT2E's quantize/dequantize graph directly."""
+    from edgekit.quantize.coverage import require_quantized
+    from edgekit.quantize.shared import int8_program
+
+    if not calibration:
+        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
+    result = int8_program(model, calibration, options)
+    require_quantized(result.coverage, "executorch int8")
+    facts = {
+        "quantizer": "edgekit.quantize (PT2E, XNNPACK scheme + fused clamp activations)",
+        "scheme": "symmetric per-channel int8 weights, static int8 activations",
+        **result.to_manifest(),
+    }
+    return _export(copy.deepcopy(result.converted(fold_quantize=True)), model), facts
 
 
 def _int8_int4_program(model, group_size: int):

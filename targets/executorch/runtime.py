@@ -35,6 +35,9 @@ class ExecuTorchRuntime(Runtime):
     def load(self, path: str, threads: int = 1) -> "ExecuTorchRuntime":
         from executorch.runtime import Runtime as ETRuntime
 
+        from edgekit.targets.executorch.delegates import load_kernel_libraries
+
+        load_kernel_libraries()  # int8 embeddings run on the quantized-ops kernels
         _set_threads(threads)
         try:
             self.program = ETRuntime.get().load_program(str(path))
@@ -63,12 +66,6 @@ class ExecuTorchRuntime(Runtime):
         if self._method is None:
             self._method = self.program.load_method(METHOD)
         return self._method
-
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def run(self, inputs: Sequence) -> list:
         import numpy as np

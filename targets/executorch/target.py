@@ -5,10 +5,11 @@ BundledProgram (.bpte) with reference inputs/outputs on request (--bundle).
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 from typing import Any
 
 from edgekit.errors import ConversionError, EdgekitError, ModelLoadError, UsageError
-from edgekit.targets.base import package_version, ConvertedArtifact, Target, TensorSpec
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, TensorSpec, package_version
 from edgekit.targets.executorch import bundle as bundle_mod
 from edgekit.targets.executorch import delegates as delegates_mod
 from edgekit.targets.executorch import quantize as recipes
@@ -24,6 +25,14 @@ class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
     extra_suffixes = (bundle_mod.SUFFIX,)  # `edgekit inspect model.bpte` works too
+    on_device = OnDevice(
+        "ExecuTorch",
+        runner="executor_runner",
+        runner_help="build it from the ExecuTorch repository for Android (examples/portable/executor_runner, "
+        "with the Android NDK toolchain and the XNNPACK backend)",
+        python_module="executorch",
+        apps=MappingProxyType({"android": "executorch", "ios": "executorch"}),
+    )
     precisions = ("none", "fp16", "int8", "int8-dynamic", "int8-int4")
     default_precision = "none"
     supports_dynamic = True  # torch.export Dims; memory is planned for each axis's upper bound
@@ -83,7 +92,12 @@ class ExecuTorchTarget(Target):
         settings = self.settings(options)
         delegate = settings["delegate"]
         try:
-            program, quant_facts = recipes.prepare_program(model, precision, delegate, calibration, settings["group_size"])
+            program, quant_facts = recipes.prepare_program(
+                model, precision, delegate, calibration, settings["group_size"], options=options
+            )
+            from edgekit.targets.executorch.convert import prepare_for_lowering
+
+            program, lowering_facts = prepare_for_lowering(program)  # recurrent layers: delegable cells
             edge = self._lower(program, model, delegate, precision)
             delegation = report_mod.from_edge_program(edge, delegate.name)
             executorch_program = edge.to_executorch(self._backend_config(delegate))
@@ -110,6 +124,8 @@ class ExecuTorchTarget(Target):
         }
         if quant_facts:
             details["quantization"] = quant_facts
+        if lowering_facts:
+            details["lowering"] = lowering_facts
         if model.dynamic:
             details["dynamic_upper_bounds"] = {s.name: list(s.shape) for s in runtime.inputs()}
         warnings = []

@@ -21,6 +21,7 @@ Choices (and why), measured on this project's test models with onnxruntime 1.31 
 """
 from __future__ import annotations
 
+from edgekit.errors import first_line
 import shutil
 from typing import Any, Sequence
 
@@ -35,13 +36,13 @@ def preprocess(src: str, dst: str) -> str:
         quant_pre_process(src, dst)
         return "onnxruntime quant_pre_process: symbolic shape inference, basic optimisation, ONNX shape inference"
     except Exception as exc:  # symbolic shape inference does not know every op
-        first = _first_line(exc)
+        first = first_line(exc)
     try:
         quant_pre_process(src, dst, skip_symbolic_shape=True)
         return f"onnxruntime quant_pre_process without symbolic shape inference ({first})"
     except Exception as exc:
         shutil.copyfile(src, dst)
-        return f"skipped: onnxruntime quant_pre_process failed ({_first_line(exc)})"
+        return f"skipped: onnxruntime quant_pre_process failed ({first_line(exc)})"
 
 
 def quantize_dynamic(src: str, dst: str, reduce_range: bool) -> dict[str, Any]:
@@ -183,8 +184,3 @@ def tidy(path: str) -> None:
     del model.opset_import[:]
     model.opset_import.extend(keep)
     onnx.save_model(model, path)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__

@@ -37,12 +37,6 @@ class ONNXRuntime(Runtime):
         self._outputs = [_spec(arg) for arg in self.session.get_outputs()]
         return self
 
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     def run(self, inputs: Sequence) -> list:
         import numpy as np
 

@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import ConversionError, UsageError
-from edgekit.targets.base import package_version, ConvertedArtifact, Target
+from edgekit.errors import ConversionError, UsageError, first_line
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
 from edgekit.targets.onnx import export as onnx_export
 from edgekit.targets.onnx import quantize as recipes
+from edgekit.targets.onnx import int8 as onnx_int8
 from edgekit.targets.onnx.runtime import ONNXRuntime
 
 _OPTION_KEYS = ("opset", "reduce_range")
@@ -50,6 +51,7 @@ class ONNXTarget(Target):
     extra = "onnx"
     description = "ONNX (onnxruntime on Android, iOS, Linux boards, Windows; many NPU vendors' toolchains)"
     supports_dynamic = True
+    on_device = OnDevice("ONNX", python_module="onnxruntime")
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -88,18 +90,13 @@ class ONNXTarget(Target):
                 os.replace(float_path, final_path)
             elif precision == "fp16":
                 details["quantization"] = recipes.to_fp16(float_path, final_path)
+            elif precision == "int8":  # the shared PT2E decision as QDQ (targets/onnx/int8.py)
+                details.update(onnx_int8.static_int8(model, options, calibration, settings, float_path, final_path, workdir))
             else:
                 prepared_path = os.path.join(workdir, "preprocessed.onnx")
                 details["preprocess"] = recipes.preprocess(float_path, prepared_path)
                 if precision == "int8-dynamic":
                     details["quantization"] = recipes.quantize_dynamic(prepared_path, final_path, settings.reduce_range)
-                elif precision == "int8":
-                    if not calibration:
-                        raise UsageError("--quantize int8 needs --calibration PATH for the onnx target")
-                    names = [value.name for value in ONNXRuntime().load(prepared_path).inputs()]
-                    details["quantization"] = recipes.quantize_static(
-                        prepared_path, final_path, names, calibration, settings.reduce_range
-                    )
                 else:  # pragma: no cover - the pipeline checks precisions against self.precisions
                     raise UsageError(f"the onnx target does not support --quantize {precision}")
             if precision != "none":
@@ -107,7 +104,7 @@ class ONNXTarget(Target):
         except (UsageError, ConversionError):
             raise
         except Exception as exc:
-            raise ConversionError(f"onnxruntime could not apply {precision}: {_first_line(exc)}") from exc
+            raise ConversionError(f"onnxruntime could not apply {precision}: {first_line(exc)}") from exc
         return self._describe(final_path, details, settings)
 
     def _describe(self, path: str, details: dict[str, Any], settings: ONNXSettings) -> ConvertedArtifact:
@@ -125,7 +122,7 @@ class ONNXTarget(Target):
         try:
             runtime = ONNXRuntime().load(path)
         except Exception as exc:
-            raise ConversionError(f"onnxruntime cannot load the converted model: {_first_line(exc)}") from exc
+            raise ConversionError(f"onnxruntime cannot load the converted model: {first_line(exc)}") from exc
         return ConvertedArtifact(
             path=path,
             inputs=runtime.inputs(),
@@ -161,7 +158,7 @@ class ONNXTarget(Target):
         try:
             proto = onnx.load(path)
         except Exception as exc:
-            raise UsageError(f"{path}: not a readable ONNX file ({_first_line(exc)})") from None
+            raise UsageError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
         runtime = ONNXRuntime().load(path)
         float16 = sum(1 for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT16)
         embedded = next((json.loads(p.value) for p in proto.metadata_props if p.key == MANIFEST_KEY), None)
@@ -236,8 +233,3 @@ def quantized_tensors(proto) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__

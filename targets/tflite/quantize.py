@@ -2,11 +2,12 @@
 float .tflite that litert-torch writes.
 
 Choices (and why):
-- int8 (static, calibrated) has two routes, and neither wins everywhere (benchmarks/int8_routes.py):
-  litert-torch's PT2E route (``pt2e_int8_module``, quantized in PyTorch before conversion) and
-  ai-edge-quantizer's static recipe on the float .tflite (``quantize(..., "int8")``). The target
-  builds both and keeps the closer one (target.py ``_static_int8``). PT2E emits int8 I/O;
-  io_types.to_float_io restores float I/O (edgekit's default) so app code does not change.
+- int8 (static, calibrated): the shared PT2E decision of edgekit.quantize converted by litert-torch,
+  or ai-edge-quantizer's static recipe on the float .tflite (``quantize(..., "int8")``), whichever
+  agrees better with FP32 on held-back calibration samples (targets/tflite/int8.py). PT2E emits
+  int8 I/O; io_types.to_float_io restores float I/O (edgekit's default) so app code does not change.
+  ``pt2e_int8_module`` is litert-torch's own PT2E recipe (ReLU-only fusion), kept for
+  benchmarks/int8_routes.py as the "before" of the shared layer.
 - int4-weight-only: channelwise int4, float compute. ai-edge-quantizer 0.10's policy allows blockwise
   int4 only with dynamic (integer) compute, not for weight-only, so blockwise is not used here.
 - fp16: weights cast to float16 (FLOAT_CASTING), float32 compute where the delegate prefers it.

@@ -64,12 +64,6 @@ class TFLiteRuntime(Runtime):
             self._outputs = [_spec(d["name"], d) for d in self.interpreter.get_output_details()]
         return self
 
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     def run(self, inputs: Sequence) -> list:
         if self._runner is not None:
             result = self._runner(**{spec.name: x for spec, x in zip(self._inputs, inputs)})

@@ -5,38 +5,18 @@ import collections
 import logging
 import os
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any, Sequence
 
-from edgekit.errors import ConversionError
-from edgekit.targets.base import package_version, ConvertedArtifact, Target
+from edgekit.errors import ConversionError, first_line
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
 from edgekit.targets.tflite import metadata as tflite_metadata
 from edgekit.targets.tflite import quantize as recipes
-from edgekit.targets.tflite.io_types import to_float_io
+from edgekit.targets.tflite.int8 import INT8_ROUTES, check_route, static_int8
 from edgekit.targets.tflite.runtime import TFLiteRuntime
 
 log = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
-INT8_ROUTES = ("auto", "pt2e", "aeq")
-
-
-def _score(content: bytes, model, samples, workdir: str) -> float:
-    """Worst-output cosine of a candidate .tflite against the eager model on ``samples``."""
-    import numpy as np
-
-    from edgekit.verify import compare, output_order, run_artifact
-    from edgekit.options import Tolerance
-
-    path = os.path.join(workdir, "candidate.tflite")
-    with open(path, "wb") as fh:
-        fh.write(content)
-    runtime = TFLiteRuntime().load(path)
-    order = output_order(model.output_names, [o.name for o in runtime.outputs()])
-    reference = model.reference_many(samples)
-    candidate = [[out[i] for i in order] for out in (run_artifact(runtime, s) for s in samples)]
-    outputs, _ = compare(reference, candidate, model.output_names, Tolerance(cosine=0.0, top1=0.0), real_inputs=False)
-    os.remove(path)
-    return float(min(o.cosine for o in outputs)) if outputs else float("-inf")
-
 
 
 class TFLiteTarget(Target):
@@ -48,6 +28,15 @@ class TFLiteTarget(Target):
     extra = "tflite"
     description = "TFLite / LiteRT flatbuffer (Android, Linux boards, microcontrollers)"
     io_types = ("float", "int8")
+    on_device = OnDevice(
+        "TFLite / LiteRT",
+        runner="benchmark_model",
+        runner_help="LiteRT publishes prebuilt benchmark_model binaries (android_aarch64, android_arm) on its "
+        "'Measure performance' page (ai.google.dev/edge/litert); or build "
+        "//tensorflow/lite/tools/benchmark:benchmark_model with Bazel",
+        python_module="ai_edge_litert",
+        apps=MappingProxyType({"android": "litert"}),
+    )
     supports_dynamic = False
     # measured: a dynamic batch fails to lower even for a 3-layer MLP (AssertionError on a -2^63 dim)
     dynamic_unsupported_reason = "litert-torch 0.10 cannot lower dynamic dimensions"
@@ -56,8 +45,9 @@ class TFLiteTarget(Target):
     def add_arguments(cls, parser) -> None:
         parser.add_argument(
             "--tflite-int8-route", dest="tflite_int8_route", choices=INT8_ROUTES, default=None,
-            help="how --quantize int8 is made: auto (default: build both, keep the one closer to the float "
-            "model on the calibration samples), pt2e (quantized in PyTorch), aeq (ai-edge-quantizer on the .tflite)",
+            help="how --quantize int8 is made: auto (default: build both, keep the one that agrees better with the "
+            "float model on held-back calibration samples), pt2e (edgekit's shared PT2E int8, converted by "
+            "litert-torch), aeq (ai-edge-quantizer's static recipe on the .tflite)",
         )
 
     @classmethod
@@ -71,7 +61,7 @@ class TFLiteTarget(Target):
         final_path = os.path.join(workdir, f"model{self.suffix}")
         float_path = os.path.join(workdir, "float.tflite")
         if precision == "int8":
-            route = dict(options.options_for(self.name)).get("int8_route", "auto")
+            route = check_route(dict(options.options_for(self.name)).get("int8_route", "auto"))
             content, details["int8"] = self._static_int8(model, options, calibration or [], workdir, route)
             with open(final_path, "wb") as fh:
                 fh.write(content)
@@ -122,46 +112,12 @@ class TFLiteTarget(Target):
         try:
             return recipes.quantize(float_bytes, precision, feeds, SIGNATURE, io=io)
         except Exception as exc:
-            raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {_first_line(exc)}") from exc
+            raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {first_line(exc)}") from exc
 
     def _static_int8(self, model, options, calibration, workdir: str, route: str) -> tuple[bytes, dict[str, Any]]:
-        """Full-integer int8 by the route asked for, or by both, keeping the one that stays closer to
-        the float model on (up to 16 of) the calibration samples. Neither route wins everywhere
-        (benchmarks/int8_routes.py): PT2E kept cosine 0.99995 vs 0.991 on the digits CNN, while on
-        EfficientNet-Lite0 with real photos ai-edge-quantizer kept 0.990 and PT2E 0.776."""
-        from edgekit.export import describe_conversion_error
-
-        candidates: dict[str, bytes] = {}
-        errors: dict[str, str] = {}
-        if route in ("auto", "pt2e"):
-            try:
-                module, quant_config = recipes.pt2e_int8_module(model, calibration)
-                path = os.path.join(workdir, "pt2e.tflite")
-                self._convert_float(model, path, module, quant_config)
-                with open(path, "rb") as fh:
-                    content = fh.read()
-                candidates["pt2e"] = to_float_io(content) if options.io == "float" else content
-            except ConversionError as exc:
-                errors["pt2e"] = str(exc)
-            except Exception as exc:
-                errors["pt2e"] = str(describe_conversion_error(exc, model, "PT2E int8 quantization"))
-            if route == "pt2e" and errors:
-                raise ConversionError(errors["pt2e"])
-        if route in ("auto", "aeq"):
-            float_path = os.path.join(workdir, "float.tflite")
-            try:
-                self._convert_float(model, float_path)
-                candidates["aeq"] = self._aeq(float_path, "int8", calibration, io=options.io)
-            except ConversionError as exc:
-                if route == "aeq" or not candidates:
-                    raise
-                errors["aeq"] = str(exc)
-        scores = {name: _score(content, model, calibration[:16], workdir) for name, content in candidates.items()}
-        best = max(scores, key=lambda name: scores[name])
-        detail = {"route": best, "asked": route, "calibration_cosine": scores}
-        if errors:
-            detail["errors"] = errors
-        return candidates[best], detail
+        """Full-integer int8: the shared PT2E decision or ai-edge-quantizer's static recipe, judged on
+        held-back calibration samples (targets/tflite/int8.py)."""
+        return static_int8(self, model, options, calibration, workdir, route)
 
     def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
         with open(path, "rb") as fh:
@@ -205,8 +161,3 @@ class TFLiteTarget(Target):
             "size_bytes": os.path.getsize(path),
             "runtime": runtime.version(),
         }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__

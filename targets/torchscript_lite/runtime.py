@@ -152,12 +152,6 @@ class TorchScriptLiteRuntime(Runtime):
             self.engine = engine
         return self
 
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     def run(self, inputs: Sequence) -> list:
         import numpy as np
         import torch

@@ -13,8 +13,8 @@ import json
 import os
 from typing import Any
 
-from edgekit.errors import ConversionError, UsageError
-from edgekit.targets.base import ConvertedArtifact, Target, TensorSpec
+from edgekit.errors import ConversionError, UsageError, first_line
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, TensorSpec
 from edgekit.targets.torchscript_lite import quantize as recipes
 from edgekit.targets.torchscript_lite.runtime import (
     METADATA_NAME,
@@ -44,6 +44,8 @@ class TorchScriptLiteTarget(Target):
     description = "TorchScript Lite .ptl for the legacy PyTorch Mobile lite interpreter (prefer executorch)"
     supports_dynamic = False
     dynamic_unsupported_reason = "a TorchScript Lite program is captured and verified at the --input shapes only; use --target onnx or executorch for dynamic shapes"
+    # the lite interpreter ships in the legacy PyTorch Mobile AARs/pods only; no sample app or runner of ours loads it
+    on_device = OnDevice("TorchScript Lite", python_module="torch")
 
     def __init__(self):
         # staged path -> (module, I/O description): embed_manifest re-saves with torch's own writer
@@ -81,7 +83,7 @@ class TorchScriptLiteTarget(Target):
             except ConversionError:
                 raise
             except Exception as exc:
-                raise ConversionError(f"torch dynamic quantization failed: {_first_line(exc)}") from exc
+                raise ConversionError(f"torch dynamic quantization failed: {first_line(exc)}") from exc
         final, details["optimize_for_mobile"], note = _optimize(scripted.eval())
         if note:
             warnings.append(note)
@@ -90,10 +92,10 @@ class TorchScriptLiteTarget(Target):
         output_specs = _output_specs(final, model)
         meta = {"inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in output_specs]}
         try:
-            final._save_for_lite_interpreter(path, _extra_files={METADATA_NAME: json.dumps(meta)})
+            _write_lite(final, path, meta)
             TorchScriptLiteRuntime().load(path).run([t.numpy() for t in model.example_inputs])
         except Exception as exc:
-            raise ConversionError(f"the lite interpreter cannot run the saved program: {_first_line(exc)}") from exc
+            raise ConversionError(f"the lite interpreter cannot run the saved program: {first_line(exc)}") from exc
         self._saved[path] = (final, meta)
         ops = op_histogram(path)
         details["ops"] = ops
@@ -126,7 +128,7 @@ class TorchScriptLiteTarget(Target):
         module, meta = saved
         body = {k: v for k, v in manifest.items() if k not in ("size_bytes", "sha256")}
         meta = {**meta, "manifest": json.loads(dumps(body))}
-        module._save_for_lite_interpreter(path, _extra_files={METADATA_NAME: json.dumps(meta)})
+        _write_lite(module, path, meta)
 
     def runtime(self) -> TorchScriptLiteRuntime:
         return TorchScriptLiteRuntime()
@@ -140,7 +142,7 @@ class TorchScriptLiteTarget(Target):
             with captured_native_output():  # torch's C++ deprecation notices for quantized tensors
                 runtime.load(path)
         except Exception as exc:
-            raise UsageError(f"{path}: the lite interpreter cannot load it ({_first_line(exc)})") from None
+            raise UsageError(f"{path}: the lite interpreter cannot load it ({first_line(exc)})") from None
         ops = op_histogram(path)
         quantized = quantized_tensors(path)
         return {
@@ -196,7 +198,7 @@ def _output_specs(module, model) -> list[TensorSpec]:
         with mobile_engine(), torch.no_grad():
             outputs = flatten_outputs(module(*model.example_inputs))
     except Exception as exc:
-        raise ConversionError(f"the TorchScript program fails on the example inputs: {_first_line(exc)}") from exc
+        raise ConversionError(f"the TorchScript program fails on the example inputs: {first_line(exc)}") from exc
     if len(outputs) != len(model.output_names):
         raise ConversionError(f"the TorchScript program returns {len(outputs)} tensors, the model {len(model.output_names)}")
     return [
@@ -215,7 +217,7 @@ def _optimize(module):
         try:
             return optimize_for_mobile(module), "applied", None
         except Exception as exc:
-            status = f"failed: {_first_line(exc)}"
+            status = f"failed: {first_line(exc)}"
     else:
         status = NO_XNNPACK
     try:
@@ -234,6 +236,10 @@ def _bytecode_version(path: str) -> int | None:
         return None
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+def _write_lite(module, path: str, meta: dict) -> None:
+    """Serialise in memory, then write from Python: torch's file writer aborts the whole process
+    (std::terminate) when the disk fills mid-write, while a Python write raises OSError (ENOSPC),
+    which edgekit reports as exit 7 with the staging folder removed."""
+    data = module._save_to_buffer_for_lite_interpreter(_extra_files={METADATA_NAME: json.dumps(meta)})
+    with open(path, "wb") as fh:
+        fh.write(data)

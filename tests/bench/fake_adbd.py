@@ -1,4 +1,7 @@
-"""A STAND-IN for a phone's adbd that never gets USB-debugging permission. NOT captured from a phone.
+"""Replays the adbd side of AOSP's adb protocol (protocol.txt, CNXN/AUTH) as adb 1.0.41 (platform-tools 29.0.6) expects it.
+
+A STAND-IN for a phone's adbd that never gets USB-debugging permission. NOT captured from a phone.
+It refuses what a real unauthorized adbd refuses: every signature and the offered public key.
 
 Written from AOSP's adb protocol description (packages/modules/adb/protocol.txt, "CONNECT" and
 "AUTH" sections; the same framing in adb 1.0.41 / platform-tools 29.0.6, the Debian adb client the

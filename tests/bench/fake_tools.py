@@ -1,5 +1,6 @@
-"""STAND-INS for `adb` talking to an Android phone and `xcrun devicectl` talking to an iPhone.
+"""Replays adb 1.0.41 (platform-tools 29.0.6), LiteRT benchmark_model (TF 2.16), ExecuTorch 1.5 executor_runner and Xcode 16 devicectl.
 
+STAND-INS for `adb` talking to an Android phone and `xcrun devicectl` talking to an iPhone.
 NOT captured from devices: there is no phone or Mac here. Each replays what the real tool prints,
 written from its source and documentation (see fixtures/README.md for which file follows which
 tool version): adb 1.0.41 (platform-tools 29.0.6, the Debian client; its "device not found" and
@@ -7,6 +8,13 @@ push/pull lines are the ones the real client printed on this machine), Android t
 (exit 124), `pm path`, `am start -W`, LiteRT `benchmark_model`, ExecuTorch `executor_runner`, and
 Xcode 15/16 `devicectl`. The phone's file system is a folder (FAKE_TOOLS_DIR/root); the sample
 apps' benchmark mode writes the contract's result record (fixtures/*_app_result.json).
+
+It refuses what the real tools refuse: a runner that was never pushed ("inaccessible or not found",
+127, toybox sh); benchmark_model given a file that is not a TFLite flatbuffer (its
+FlatBufferModel check: "Model provided has model identifier '...', should be 'TFL3'", exit 1);
+executor_runner given a file that is not an ExecuTorch program ("Failed to parse model file", exit
+1); the Android app asked for a model whose runtime it lacks (Runners.open's error record); the iOS
+app asked for a model it cannot load (Runners.open's error record) or one not packaged (no record).
 
 Usage (through wrapper scripts the tests write): fake_tools.py adb ARGS... | fake_tools.py xcrun ARGS...
 Scenario (FAKE_TOOLS_DIR/scenario.json): serial, udid, app_installed, benchmark_output, hang,
@@ -24,6 +32,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent / "fixtures"
+# the runtimes each sample app's Runners.open knows (sample_apps/*/Runners.kt, ModelRunner.swift)
+ANDROID_RUNTIMES = ("litert", "executorch")
+IOS_RUNTIMES = {".mlpackage": "coreml", ".mlmodel": "coreml", ".pte": "executorch"}
 STATE = Path(os.environ["FAKE_TOOLS_DIR"])
 ROOT = STATE / "root"
 
@@ -112,6 +123,13 @@ def shell(line: str, sc: dict) -> int:
         print("__edgekit_cpus__")
         print("0-7")
         return 0
+    if line.startswith("cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"):
+        # edgekit's device-state script (edgekit/bench/devices/adb.py): sysfs as a Pixel 7 (GS201:
+        # 4 x 1803, 2 x 2348, 2 x 2850 MHz) shows it, thermal zones in millidegrees
+        print("sched_pixel\n__f")
+        print("\n".join(["1803000"] * 4 + ["2348000"] * 2 + ["2850000"] * 2))
+        print("__t\nBIG 38512\nMID 37120\nLITTLE 36004\nbattery 29500")
+        return 0
     if line.startswith("pm path "):
         if sc.get("app_installed"):
             print(f"package:/data/app/~~Qm9ndXM=/{line.split()[2]}-ZmFrZQ==/base.apk")
@@ -159,11 +177,23 @@ def run_in(folder: str, argv: list[str], sc: dict) -> int:
         time.sleep(limit if limit is not None else 3600)
         return 124
     name = os.path.basename(argv[0])
-    fixture = sc.get("benchmark_output", "benchmark_model_2.16_android.txt") if name == "benchmark_model" else "executor_runner_1.0_android.txt"
+    model = next(a.split("=", 1)[1] for a in argv if a.startswith(("--graph=", "--model_path=")))
+    magic = on_device(model).read_bytes()[4:8]
+    if name == "benchmark_model" and magic != b"TFL3":
+        # tflite::FlatBufferModel::VerifyAndBuildFromFile, then BenchmarkTfLiteModel::LoadModel
+        sys.stderr.write(f"INFO: Loaded model {model}\nERROR: Model provided has model identifier "
+                         f"'{magic.decode('latin-1')}', should be 'TFL3'\n\nERROR: Failed to mmap model {model}\n")
+        return 1
+    if name == "executor_runner" and not magic.startswith(b"ET"):
+        sys.stderr.write(f"E 00:00:00.000120 executorch:executor_runner.cpp:563] Failed to parse model file {model}\n")
+        return 1
+    fixture = (sc.get("benchmark_output", "benchmark_model_2.16_android.txt") if name == "benchmark_model"
+               else sc.get("executor_output", "executor_runner_1.5_android.txt"))
     text = (HERE / fixture).read_text()
     if name == "executor_runner":  # ET_LOG goes to stderr, the printed outputs to stdout
-        sys.stderr.write(text[: text.index("Output 0")])
-        sys.stdout.write(text[text.index("Output 0"):])
+        cut = text.index("Output")
+        sys.stderr.write(text[:cut])
+        sys.stdout.write(text[cut:])
     else:
         sys.stderr.write(text)  # TFLITE_LOG writes to stderr
     return 0
@@ -180,9 +210,12 @@ def am_start(words: list[str]) -> int:
     print("Status: ok\nLaunchState: COLD\nActivity: " + component + "\nTotalTime: 412\nWaitTime: 415\nComplete")
     model = on_device(extras["model"])
     info = model.parent / "models.json"
-    listed = info.exists() and any(m["file"] == model.name for m in json.loads(info.read_text())["models"])
-    if model.exists() and listed and not scenario().get("hang"):
+    entries = [m for m in json.loads(info.read_text())["models"] if m["file"] == model.name] if info.exists() else []
+    if model.exists() and entries and not scenario().get("hang"):
         record = json.loads((HERE / "android_app_result.json").read_text())
+        if entries[0]["runtime"] not in ANDROID_RUNTIMES:  # Runners.open: error(...) -> an error record
+            record.update(status="error", runtime=None, timings_ms=None, throughput_ips=None,
+                          error=f"IllegalStateException: {model.name}: runtime '{entries[0]['runtime']}' is not in the Android app")
         record["artifact"].update(path=extras["model"], name=model.name, size_bytes=model.stat().st_size)
         record["device"]["id"] = extras.get("device_id", "adb:unknown")
         record["settings"].update(runs=int(extras["runs"]), warmup=int(extras["warmup"]), threads=int(extras["threads"]))
@@ -242,6 +275,10 @@ def xcrun(argv: list[str]) -> int:
         print(f"Launched application with {bundle} bundle identifier.")
         if named["model"] in sc.get("packaged", []):
             record = json.loads((HERE / "ios_app_result.json").read_text())
+            runtime = IOS_RUNTIMES.get(os.path.splitext(named["model"])[1])
+            if runtime is None:  # Runners.open's default case -> BenchmarkReport.error
+                record.update(status="error", runtime=None, timings_ms=None, throughput_ips=None,
+                              error=f"{named['model']}: runtime '{named['model'].rsplit('.', 1)[-1]}' is not in the iOS app")
             record["artifact"].update(path=f"/private/var/containers/Bundle/Application/X/EdgekitDemo.app/{named['model']}",
                                       name=named["model"])
             record["device"]["id"] = named.get("device-id", "ios:unknown")

@@ -73,8 +73,15 @@ def test_benchmark_model_from_the_runner_cache(fake_tools, bench_cache, runner_b
     t = record["timings_ms"]
     assert (t["count"], t["mean"], t["p50"], t["min"], t["max"]) == pytest.approx((50, 0.63986, 0.636, 0.618, 0.702))
     assert (t["p5"], t["p95"], t["p90"]) == (pytest.approx(0.621), pytest.approx(0.671), None)
+    # benchmark_model's one memory number: its process's peak RSS, named so; the footprint delta
+    # keeps its own key and is never reported as the model's share
     assert record["memory"]["peak_rss_bytes"] == int(9.67188 * MIB)
-    assert record["memory"]["model_rss_bytes"] == int(3.125 * MIB)
+    assert record["memory"]["definition"] == "process-peak" and record["memory"]["model_rss_bytes"] is None
+    assert record["memory"]["footprint_delta_bytes"] == int(3.125 * MIB)
+    state = record["device_state"]
+    assert state["cpu_governor"] == "sched_pixel" and state["cpu_freq_mhz"] == [1803] * 4 + [2348] * 2 + [2850] * 2
+    assert state["thermal_c"]["BIG"] == pytest.approx(38.512) and state["delegate"] == "XNNPACK"
+    assert state["os_build"].startswith("google/panther/panther:14/")
     assert record["device"] == {"id": "adb:R58M123ABC", "kind": "adb", "model": "Google Pixel 7",
                                 "os": "Android 14 (API 34)", "cpu": "Google GS201", "cores": 8}
     assert record["runtime"] == {"name": "benchmark_model", "version": None, "delegate": "XNNPACK"}
@@ -90,6 +97,59 @@ def test_benchmark_model_from_the_runner_cache(fake_tools, bench_cache, runner_b
     assert pushed[0] == [str(cached), "/data/local/tmp/edgekit/benchmark_model"]
     # the artifact was removed from the phone afterwards; the runner stays for the next run
     assert sorted(p.name for p in (fake_tools.root / "data/local/tmp/edgekit").iterdir()) == ["benchmark_model"]
+
+
+def fake_file(folder: Path, name: str, magic: bytes) -> str:
+    """A file for the stand-in phone, which never runs a model: only its first bytes (the format's
+    identifier) are read, as the real runners check them first."""
+    path = folder / name
+    path.write_bytes(b"\x00\x00\x00\x00" + magic + bytes(64))
+    return str(path)
+
+
+def test_executor_runner_1_5_through_the_phone(fake_tools, runner_binaries, tmp_path):
+    pte = fake_file(tmp_path, "small_cnn.pte", b"ET12")
+    (record,) = run_bench([pte], ["adb:R58M123ABC"], runner=runner_binaries["executor_runner"], runs=5)
+    assert record["status"] == "ok", record["error"]
+    assert record["settings"]["runner"] == "executor_runner"
+    # ExecuTorch 1.4+'s "Setting up CPU planned buffer" lines: the arena is read, and named
+    assert record["memory"]["arena_bytes"] == 12352 + 2048 and record["memory"]["definition"] == "planned-arena"
+    assert record["timings_ms"]["p50"] == pytest.approx(0.812) and record["samples_ms"] == pytest.approx(
+        [1.104, 0.823, 0.801, 0.797, 0.812])
+
+
+def test_the_phone_stand_in_refuses_what_the_real_tools_refuse(fake_tools, runner_binaries, tmp_path):
+    """A runner never pushed: toybox sh's 127. benchmark_model given a .pte: TFLite's identifier
+    check. executor_runner given a .tflite: Program::load's parse failure."""
+    adb = [str(fake_tools.folder / "adb"), "-s", "R58M123ABC"]
+    work = "/data/local/tmp/edgekit"
+
+    def shell(command):
+        return subprocess.run([*adb, "shell", command], capture_output=True, text=True)
+
+    def push(local, remote):
+        assert subprocess.run([*adb, "push", local, remote], capture_output=True).returncode == 0
+
+    push(fake_file(tmp_path, "m.pte", b"ET12"), f"{work}/m.pte")
+    push(fake_file(tmp_path, "m.tflite", b"TFL3"), f"{work}/m.tflite")
+    missing = shell(f"cd {work} && ./benchmark_model --graph={work}/m.tflite")
+    assert (missing.returncode, missing.stderr.strip()) == (127, "/system/bin/sh: ./benchmark_model: inaccessible or not found")
+    push(runner_binaries["benchmark_model"], f"{work}/benchmark_model")
+    push(runner_binaries["executor_runner"], f"{work}/executor_runner")
+    wrong = shell(f"cd {work} && ./benchmark_model --graph={work}/m.pte")
+    assert wrong.returncode == 1 and "Model provided has model identifier 'ET12', should be 'TFL3'" in wrong.stderr
+    wrong = shell(f"cd {work} && ./executor_runner --model_path={work}/m.tflite")
+    assert wrong.returncode == 1 and f"Failed to parse model file {work}/m.tflite" in wrong.stderr
+
+
+def test_the_android_app_refuses_a_format_it_cannot_load(fake_tools, tmp_path):
+    fake_tools.scenario(app_installed=True)
+    onnx = fake_file(tmp_path, "m.onnx", b"ONNX")
+    (record,) = run_bench([onnx], ["adb:R58M123ABC"])
+    assert record["status"] == "missing-runner" and record["settings"]["runner"] == "android-app"
+    assert record["error"] == ("adb:R58M123ABC: the android sample app cannot load m.onnx (ONNX); it loads "
+                               "TFLite / LiteRT (.tflite) and ExecuTorch (.pte)")
+    assert not [c for c in fake_tools.calls("adb") if c[2] == "push"]
 
 
 def test_executor_runner_command_line():

@@ -24,9 +24,11 @@ def test_benchmark_model_with_percentiles_and_periodic_peak():
     assert t["p90"] is None and t["p99"] is None  # benchmark_model does not print them
     assert (parsed["p5_ms"], parsed["p95_ms"]) == pytest.approx((0.621, 0.671))
     m = parsed["memory"]
+    # one memory number per runner: benchmark_model's is its process's peak RSS; its footprint delta
+    # keeps its own name and never poses as the model's share
     assert m["peak_rss_bytes"] == int(9.67188 * MIB)
-    assert m["model_rss_bytes"] == int(3.125 * MIB)
-    assert m["baseline_rss_bytes"] == m["peak_rss_bytes"] - m["model_rss_bytes"]
+    assert m["footprint_delta_bytes"] == int(3.125 * MIB)
+    assert m["model_rss_bytes"] is None and m["baseline_rss_bytes"] is None
 
 
 def test_benchmark_model_of_tf_2_3_without_percentiles():
@@ -35,7 +37,7 @@ def test_benchmark_model_of_tf_2_3_without_percentiles():
     assert t["count"] == 50 and t["mean"] == pytest.approx(79.732)
     assert (t["min"], t["max"], t["std"]) == pytest.approx((77.385, 88.213, 1.929))
     assert t["p50"] is None and parsed["p95_ms"] is None
-    assert parsed["memory"]["model_rss_bytes"] == int(26.0898 * MIB)
+    assert parsed["memory"]["footprint_delta_bytes"] == int(26.0898 * MIB)
     assert parsed["memory"]["peak_rss_bytes"] is None
 
 
@@ -58,6 +60,16 @@ def test_executor_runner_total_time_and_planned_buffers():
     assert t["count"] == 50 and t["mean"] == pytest.approx(41.25 / 50)
     assert t["p50"] is None and t["std"] is None
     assert parsed["memory"]["arena_bytes"] == 12352
+
+
+def test_executor_runner_1_5_per_run_times_and_cpu_planned_buffers():
+    # ExecuTorch 1.4+ says "Setting up CPU planned buffer"; the pre-1.4 pattern alone lost the arena
+    parsed = parse_executor_runner((FIXTURES / "executor_runner_1.5_android.txt").read_text())
+    t = parsed["timings_ms"]
+    assert parsed["memory"]["arena_bytes"] == 12352 + 2048
+    assert t["count"] == 5 and t["first"] == pytest.approx(1.104) and t["load"] == pytest.approx(0.612)
+    assert t["p50"] == pytest.approx(0.812) and t["max"] == pytest.approx(1.104) and t["mean"] == pytest.approx(4.337 / 5)
+    assert parsed["samples_ms"] == pytest.approx([1.104, 0.823, 0.801, 0.797, 0.812])
 
 
 def test_executor_runner_without_timing_is_rejected():

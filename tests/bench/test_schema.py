@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bench.schema import RESULT_KIND, SCHEMA_VERSION, dump_results, empty_record, load_results, parse_result
+from edgekit.bench.schema import (
+    RESULT_KIND, RUNNER_MEMORY, SCHEMA_VERSION, dump_results, empty_record, load_results, parse_result,
+)
 from edgekit.errors import DataError
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -33,7 +35,9 @@ def test_optional_keys_are_filled_with_none_and_extra_keys_kept():
     record["samples_ms"] = [0.7, 0.71]
     parsed = parse_result(record)
     assert parsed["device"]["cores"] is None
-    assert parsed["memory"] == {"peak_rss_bytes": None, "baseline_rss_bytes": None, "model_rss_bytes": None, "arena_bytes": None}
+    # the runner names its memory definition even when it measured none
+    assert parsed["memory"] == {"peak_rss_bytes": None, "baseline_rss_bytes": None, "model_rss_bytes": None, "arena_bytes": None,
+                                "definition": RUNNER_MEMORY[record["settings"]["runner"]]}
     assert parsed["compute"]["peak_share"] is None and parsed["throughput_ips"] is None
     assert parsed["samples_ms"] == [0.7, 0.71]
 
@@ -49,8 +53,9 @@ def test_optional_keys_are_filled_with_none_and_extra_keys_kept():
         (lambda r: r.update(status="fine"), "key 'status' must be one of ok, error, timeout"),
         (lambda r: r.update(kind="other"), "key 'kind' must be 'edgekit.bench.result'"),
         (lambda r: r.update(schema_version="2.0"), "schema_version '2.0' is not readable by this edgekit"),
-        (lambda r: r["device"].update(kind="watch"), "'device.kind' must be one of host, ssh, adb, ios"),
-        (lambda r: r["settings"].update(runner="tflite"), "'settings.runner' must be one of python"),
+        (lambda r: r["device"].update(kind="My Watch"), "'device.kind' must be a lower-case name such as 'ssh'"),
+        (lambda r: r["settings"].update(runner=""), "'settings.runner' must be a lower-case name"),
+        (lambda r: r["memory"].update(definition="rss-ish"), "'memory.definition' must be one of model-share, load-delta"),
         (lambda r: r.update(status="timeout", error=None), "status 'timeout' needs an 'error' line"),
     ],
 )

@@ -22,7 +22,7 @@ def _json_at_end(out: str):
 def _distill_args(digits_teacher, output, *extra):
     return ["distill", "--teacher", digits_teacher["teacher"], "--arch", digits_teacher["arch"], "-i", digits_teacher["input"],
             "--data", digits_teacher["train"], "--val", digits_teacher["val"], "--epochs", "2", "--lr", "3e-3",
-            "-o", str(output), "-q", *extra]
+            "--no-control", "-o", str(output), "-q", *extra]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 
 from edgekit.distill import distill
 
-FAST = dict(batch_size=50, lr=3e-3, warmup=0.0, seed=0)
+FAST = dict(batch_size=50, lr=3e-3, warmup=0.0, seed=0, control=False)  # test_control.py runs the control
 
 
 def _run(digits_teacher, tmp_path, name, **kwargs):
@@ -47,10 +47,11 @@ def test_distill_keeps_the_teachers_accuracy_and_writes_pt2_state_dict_and_repor
     assert set(state) == set(result.student.state_dict())
 
 
-def test_resume_after_an_interruption_gives_the_same_student(digits_teacher, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lr", [3e-3, None], ids=["given-lr", "range-test"])
+def test_resume_after_an_interruption_gives_the_same_student(digits_teacher, tmp_path, monkeypatch, lr):
     import edgekit.distill.train as train_mod
 
-    straight = _run(digits_teacher, tmp_path, "straight", checkpoint_dir=str(tmp_path / "ck_a"))
+    straight = _run(digits_teacher, tmp_path, "straight", checkpoint_dir=str(tmp_path / "ck_a"), lr=lr)
     real_save = train_mod.save_checkpoint
 
     def save_then_die(folder, payload):
@@ -59,11 +60,15 @@ def test_resume_after_an_interruption_gives_the_same_student(digits_teacher, tmp
 
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(digits_teacher, tmp_path, "resumed", checkpoint_dir=str(tmp_path / "ck_b"))
+        _run(digits_teacher, tmp_path, "resumed", checkpoint_dir=str(tmp_path / "ck_b"), lr=lr)
     assert not os.path.exists(tmp_path / "resumed.pt2")
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    resumed = _run(digits_teacher, tmp_path, "resumed", checkpoint_dir=str(tmp_path / "ck_b"), resume=True)
+    resumed = _run(digits_teacher, tmp_path, "resumed", checkpoint_dir=str(tmp_path / "ck_b"), resume=True, lr=lr)
     assert resumed.report["training"]["resumed_from_epoch"] == 1
+    # the resumed run trains at the rate the first run chose (the range test is not repeated)
+    assert resumed.report["training"]["lr"] == straight.report["training"]["lr"]
+    assert resumed.report["training"]["lr_source"] == "checkpoint"
+    assert straight.report["training"]["lr_source"] == ("given" if lr else "range test")
     def without_time(history):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
@@ -95,9 +100,13 @@ def test_hidden_state_loss_with_projections_trains_and_stays_out_of_the_student(
 
 
 def test_unlabelled_data_uses_teacher_agreement(digits_teacher, tmp_path):
-    result = _run(digits_teacher, tmp_path, "unlabelled", data=digits_teacher["unlabelled"], val=None, val_split=0.2)
+    result = _run(digits_teacher, tmp_path, "unlabelled", data=digits_teacher["unlabelled"], val=None, val_split=0.2,
+                  control=True)
     metric = result.report["metric"]
     assert metric["name"] == "agreement" and metric["teacher"] is None
+    control = result.report["control"]
+    assert control["ran"] is False and result.control is None
+    assert control["reason"].startswith("the data has no labels")
     assert metric["student"] > 0.85
     assert result.report["training"]["data"]["samples"] == 1120
 
@@ -157,7 +166,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process_with_the_doubled_batch(
     """Each of 2 ranks takes 50 samples a step; gradients are averaged: the same as 100 in one process."""
     common = ["distill", "--teacher", digits_teacher["teacher"], "--arch", digits_teacher["arch"], "-i", digits_teacher["input"],
               "--data", digits_teacher["train"], "--val", digits_teacher["val"], "--epochs", "2", "--lr", "3e-3",
-              "--warmup", "0", "--device", "cpu", "--no-checkpoint", "-q"]
+              "--warmup", "0", "--device", "cpu", "--no-checkpoint", "--no-control", "-q"]
     env = dict(os.environ, EDGEKIT_DIST_BACKEND="gloo", OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgekit",
@@ -170,7 +179,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process_with_the_doubled_batch(
     assert report["training"]["world_size"] == 2
     single = distill(digits_teacher["teacher"], arch=digits_teacher["arch"], inputs=[digits_teacher["input"]],
                      data=digits_teacher["train"], val=digits_teacher["val"], epochs=2, lr=3e-3, warmup=0.0,
-                     batch_size=100, device="cpu", output=str(tmp_path / "single.pt2"))
+                     batch_size=100, device="cpu", control=False, output=str(tmp_path / "single.pt2"))
     assert single.report["training"]["steps"] == report["training"]["steps"]
     ddp_state = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for key, value in single.student.state_dict().items():

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from edgekit.package import (
-    ANDROID_BENCH_DIR, ANDROID_PACKAGE, APPS, IOS_BENCH_DIR, IOS_BUNDLE_ID, MODEL_INFO_FILE, MODEL_INFO_KIND,
+    ANDROID_BENCH_DIR, ANDROID_PACKAGE, APPS, IOS_BENCH_DIR, IOS_BUNDLE_ID, MODEL_INFO_FILE, MODEL_INFO_KIND, app_formats,
     android_bench_command, ios_bench_command, package,
 )
 from tests.package.conftest import REPO
@@ -95,6 +95,26 @@ def test_every_key_the_swift_code_reads_is_written(written_model_info):
     assert {"runtime", "format", "image", "text"} <= all_keys(written_model_info["ios"]) & read
 
 
+def declared_runtimes(app: str) -> set[str]:
+    """The runtimes the targets declare for an app (targets/base.py OnDevice.apps)."""
+    from edgekit.registry import get_target_class, targets
+
+    return {get_target_class(n).on_device.apps[app] for n in targets() if app in get_target_class(n).on_device.apps}
+
+
+def test_current_build_forms_not_deprecated_ones():
+    gradle = (ANDROID / "app/build.gradle.kts").read_text()
+    manifest = (ANDROID / "app/src/main/AndroidManifest.xml").read_text()
+    assert "kotlinOptions" not in gradle and "extractNativeLibs" not in manifest
+    assert re.search(r"packaging \{\s*jniLibs \{\s*useLegacyPackaging = true", gradle)
+    assert re.search(r"kotlin \{\s*compilerOptions \{\s*jvmTarget\.set\(JvmTarget\.JVM_17\)", gradle)
+    spec = yaml.safe_load((IOS / "project.yml").read_text())
+    # a Swift language mode, the values Xcode's SWIFT_VERSION accepts
+    assert spec["settings"]["base"]["SWIFT_VERSION"] in ("4.0", "4.2", "5.0", "6.0")
+    coreml = (SWIFT / "CoreMLRunner.swift").read_text()
+    assert "try await MLModel.compileModel(at: url)" in coreml and "try MLModel.compileModel" not in coreml
+
+
 def test_android_asset_and_gradle_names_agree():
     kotlin = (KOTLIN / "ModelInfo.kt").read_text()
     models_dir = re.search(r'const val MODELS_DIR = "([^"]+)"', kotlin).group(1)
@@ -103,14 +123,14 @@ def test_android_asset_and_gradle_names_agree():
     assert re.search(r'const val MODEL_INFO_KIND = "([^"]+)"', kotlin).group(1) == MODEL_INFO_KIND
     gradle = (ANDROID / "app/build.gradle.kts").read_text()
     no_compress = re.search(r"noCompress \+= listOf\(([^)]*)\)", gradle).group(1)
-    assert set(re.findall(r'"([^"]+)"', no_compress)) == set(APPS["android"].runtimes)
+    assert set(re.findall(r'"([^"]+)"', no_compress)) == {x.lstrip(".") for xs in app_formats("android").values() for x in xs}
     assert re.search(r'applicationId = "([^"]+)"', gradle).group(1) == ANDROID_PACKAGE
     assert re.search(r"minSdk = (\d+)", gradle).group(1) == "24"
     manifest = (ANDROID / "app/src/main/AndroidManifest.xml").read_text()
     assert 'android:name=".BenchmarkActivity"\n            android:exported="true"' in manifest
     # the runtimes Runners.open dispatches on are the ones edgekit package writes
     runners = (KOTLIN / "Runners.kt").read_text()
-    assert set(re.findall(r'"(\w+)" ->', runners)) == set(APPS["android"].runtimes.values())
+    assert set(re.findall(r'"(\w+)" ->', runners)) == declared_runtimes("android")
     assert sorted(p.name for p in (ANDROID / "app/src/main/assets/samples").glob("*.jpg")) == ["china.jpg", "flower.jpg"]
 
 
@@ -134,8 +154,10 @@ def test_gradle_versions_are_pinned_and_match_the_exporter():
     exporter = metadata.version("executorch").split("+")[0]
     assert versions["executorch"].split(".")[:2] == exporter.split(".")[:2]
     modules = {lib["module"] for lib in catalog["libraries"].values()}
-    assert {"com.google.ai.edge.litert:litert", "com.google.ai.edge.litert:litert-gpu",
-            "org.pytorch:executorch-android"} <= modules
+    assert {"com.google.ai.edge.litert:litert", "com.google.ai.edge.litert:litert-api",
+            "com.google.ai.edge.litert:litert-gpu", "org.pytorch:executorch-android"} <= modules
+    # the 1.x line: LiteRT 2.x's litert artifact has no org.tensorflow.lite.Interpreter (issue #4775)
+    assert versions["litert"].startswith("1.")
     gradle = (ANDROID / "app/build.gradle.kts").read_text()
     for alias in re.findall(r"implementation\(libs\.([\w.]+)\)", gradle):
         assert alias.replace(".", "-") in catalog["libraries"], alias
@@ -161,7 +183,7 @@ def test_ios_resources_and_project_agree():
     assert branch.removeprefix("swiftpm-").split(".")[:2] == exporter.split(".")[:2]
     assert executorch["targets"]["EdgekitDemo"]["deploymentTarget"] == "17.0"
     runners = (SWIFT / "ModelRunner.swift").read_text()
-    assert set(re.findall(r'case "(\w+)":', runners)) == set(APPS["ios"].runtimes.values())
+    assert set(re.findall(r'case "(\w+)":', runners)) == declared_runtimes("ios")
     assert "#if canImport(ExecuTorch)" in (SWIFT / "ExecuTorchRunner.swift").read_text()
 
 

@@ -99,7 +99,7 @@ def test_ios_package_with_coreml_and_executorch(mlpackage_artifact, pte_artifact
 
 
 @pytest.mark.parametrize("app,artifact_key,message", [
-    ("ios", "cnn_int8", "the ios app cannot load TFLite / LiteRT artifacts (it runs .mlpackage through Core ML and .pte through ExecuTorch); use --app android"),
+    ("ios", "cnn_int8", "the ios app cannot load TFLite / LiteRT artifacts (it runs Core ML (.mlpackage, .mlmodel) and ExecuTorch (.pte)); use --app android"),
 ])
 def test_refuses_what_the_runtime_cannot_load(app, artifact_key, message, tflite_artifacts, ios_app, capsys):
     before = _info(ios_app, "ios")
@@ -115,7 +115,7 @@ def test_refuses_core_ml_for_android(mlpackage_artifact, android_app, capsys):
     err = capsys.readouterr().err.strip()
     assert code == EXIT_USAGE
     assert err == (f"error: {mlpackage_artifact}: the android app cannot load Core ML artifacts "
-                   "(it runs .tflite through LiteRT and .pte through ExecuTorch); use --app ios")
+                   "(it runs TFLite / LiteRT (.tflite) and ExecuTorch (.pte)); use --app ios")
 
 
 def test_nothing_half_copied_when_a_later_artifact_fails(tflite_artifacts, android_app, tmp_path):
@@ -198,9 +198,16 @@ def test_cli_prints_build_and_bench_commands(tflite_artifacts, android_app, caps
     out = capsys.readouterr().out
     assert code == 0
     assert "small_cnn_int8_io-int8.tflite  litert   image-classification  int8" in out
-    assert f"cd {android_app} && ./gradlew installDebug" in out
-    assert ("adb shell am start -W -n dev.edgekit.demo/.BenchmarkActivity --es model small_cnn_int8_io-int8.tflite "
+    # no wrapper JAR in the app: the step that writes it comes first, so ./gradlew exists when it is run
+    steps = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert steps[:2] == [f"cd {android_app} && gradle wrapper --gradle-version 8.11.1", f"cd {android_app} && ./gradlew installDebug"]
+    # the line edgekit bench runs (edgekit/bench/launch.py), with the shell prefix
+    assert ("adb shell am start -W -S -n dev.edgekit.demo/.BenchmarkActivity --es model small_cnn_int8_io-int8.tflite "
             "--ei runs 50 --ei warmup 5 --ei threads 4 --es delegate xnnpack") in out
+    jar = android_app / "gradle" / "wrapper" / "gradle-wrapper.jar"
+    jar.write_bytes(b"PK")  # once the wrapper is there, the step is not printed again
+    assert main(["package", "--app", "android", "--app-dir", str(android_app), tflite_artifacts["cnn_int8"]]) == 0
+    assert "gradle wrapper" not in capsys.readouterr().out
     assert "adb pull /sdcard/Android/data/dev.edgekit.demo/files/edgekit-bench/small_cnn_int8_io-int8.json" in out
 
 

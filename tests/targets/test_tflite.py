@@ -111,12 +111,17 @@ def test_real_int8_keeps_accuracy_on_digits(digits, tmp_path):
     assert arts["int8"].size_bytes <= 0.35 * arts["none"].size_bytes
 
 
-def test_int8_keeps_the_closer_of_two_routes(model_files, calibration_files, tmp_path):
+def test_int8_keeps_the_route_that_agrees_better_on_held_back_samples(model_files, calibration_files, tmp_path):
     art = _convert(model_files, calibration_files, tmp_path, "small_cnn", "int8", tolerance="top1=0")
-    route = manifest.read(art.path)["target_details"]["int8"]
-    scores = route["calibration_cosine"]
-    assert route["asked"] == "auto" and set(scores) == {"pt2e", "aeq"}
-    assert route["route"] == max(scores, key=scores.get) and scores[route["route"]] > 0.99
+    detail = manifest.read(art.path)["target_details"]["int8"]
+    routes = detail["routes"]
+    assert detail["asked"] == "auto" and set(routes) == {"pt2e", "aeq"}
+    # both calibrated on the same part, both scored on the same held-back calibration samples
+    assert routes["pt2e"]["heldout_inputs"] == routes["aeq"]["heldout_inputs"] == detail["heldout_samples"] > 0
+    key = lambda r: (r["top1_confident"], r["cosine"])  # noqa: E731
+    assert key(routes[detail["route"]]) == max(key(r) for r in routes.values())
+    assert routes[detail["route"]]["cosine"] > 0.99 and "held-back" in detail["route_why"]
+    assert [c["name"] for c in detail["candidates"]] == ["histogram", "minmax", "percentile"]
 
 
 @pytest.mark.parametrize("route", ["pt2e", "aeq"])
@@ -126,7 +131,16 @@ def test_int8_route_can_be_forced(model_files, calibration_files, tmp_path, caps
                           "--tflite-int8-route", route, "--tolerance", "top1=0", "-o", str(tmp_path), "-q")
     assert code == 0, err
     details = manifest.read(tmp_path / "small_cnn_int8.tflite")["target_details"]["int8"]
-    assert details["route"] == route and list(details["calibration_cosine"]) == [route]
+    assert details["route"] == route and details["route_why"] == "asked for" and "routes" not in details
+
+
+def test_unknown_int8_route_lists_the_valid_ones(model_files, calibration_files, tmp_path):
+    from edgekit.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown TFLite int8 route 'fast'; valid: auto, pt2e, aeq"):
+        edgekit.convert(model_files["small_cnn"], arch=models.FACTORIES["small_cnn"], inputs=["x:1x3x32x32"],
+                        target="tflite", quantize="int8", calibration=calibration_files["small_cnn"],
+                        target_options={"tflite": {"int8_route": "fast"}}, output_dir=str(tmp_path))
 
 
 def test_int8_io_records_scale_and_zero_point(model_files, calibration_files, tmp_path):

@@ -1,63 +1,64 @@
 """Device strings -> Device objects, and the list `edgekit devices` prints."""
 from __future__ import annotations
 
+import importlib
+from functools import lru_cache
+
 from edgekit.bench.devices.base import Device, DeviceFault
 from edgekit.errors import UsageError
 
-__all__ = ["Device", "DeviceFault", "parse_device", "list_devices", "DEVICE_FORMS"]
+__all__ = ["Device", "DeviceFault", "parse_device", "list_devices", "device_kinds", "device_forms", "DEVICE_KINDS"]
 
-DEVICE_FORMS = "host, ssh://[user@]host[:port], adb:SERIAL, ios:UDID"
+ENTRY_POINT_GROUP = "edgekit.devices"
+
+# kind -> "module:Class". A new device kind is one module with a Device subclass (its prefixes, form
+# and capabilities declared) and one line here, or an entry point in the group above.
+DEVICE_KINDS: dict[str, str] = {
+    "host": "edgekit.bench.devices.host:HostDevice",
+    "ssh": "edgekit.bench.devices.ssh:SSHDevice",
+    "adb": "edgekit.bench.devices.adb:AdbDevice",
+    "ios": "edgekit.bench.devices.ios:IOSDevice",
+}
+
+
+@lru_cache(maxsize=1)
+def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in DEVICE_KINDS}
+
+
+def device_kinds() -> dict[str, type]:
+    """kind -> Device class, built-in first (imports each device module: they import no ML library)."""
+    out = {}
+    for kind, ref in {**DEVICE_KINDS, **_plugins()}.items():
+        module_name, _, class_name = ref.partition(":")
+        try:
+            out[kind] = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"device kind {kind!r}: cannot load {ref} ({type(exc).__name__}: {exc})") from exc
+    return out
+
+
+def device_forms() -> str:
+    return ", ".join(cls.form for cls in device_kinds().values())
 
 
 def parse_device(spec: str, *, ssh_config: str | None = None, app: str | None = None) -> Device:
     text = spec.strip()
-    if text in ("host", "local", "localhost"):
-        from edgekit.bench.devices.host import HostDevice
-
-        return HostDevice()
-    if text.startswith("ssh://"):
-        from edgekit.bench.devices.ssh import SSHDevice
-
-        return SSHDevice(text, ssh_config=ssh_config)
-    if text.startswith("adb:"):
-        from edgekit.bench.devices.adb import AdbDevice
-
-        return AdbDevice(text)
-    if text.startswith("ios:"):
-        from edgekit.bench.devices.ios import IOSDevice
-
-        return IOSDevice(text, bundle_id=app)
-    raise UsageError(f"--device {spec!r}: unknown device; use one of {DEVICE_FORMS}")
+    for cls in device_kinds().values():
+        if any(text == p or (p.endswith((":", "/")) and text.startswith(p)) for p in cls.prefixes):
+            return cls.from_spec(text, ssh_config=ssh_config, app=app)
+    raise UsageError(f"--device {spec!r}: unknown device; use one of {device_forms()}")
 
 
 def list_devices(*, ssh_config: str | None = None, probe_ssh: bool = False) -> tuple[list[dict], list[str]]:
-    """Every device edgekit can see: (rows of {"id", "kind", "state", "model", "detail"}, notes)."""
-    from edgekit.bench.devices.adb import list_adb_devices
-    from edgekit.bench.devices.ios import list_ios_devices
-    from edgekit.bench.devices.ssh import SSHDevice, configured_hosts
-    from edgekit.bench.machine import describe_machine
-
-    host = describe_machine()
-    rows = [{"id": "host", "kind": "host", "state": "ready", "model": host["cpu"], "detail": f"{host['cores']} cores, {host['os']}"}]
+    """Every device edgekit can see, kind by kind (each kind's Device.discover): (rows of {"id",
+    "kind", "state", "model", "detail"}, notes)."""
+    rows: list[dict] = []
     notes: list[str] = []
-    adb_rows, note = list_adb_devices()
-    rows += adb_rows
-    if note:
-        notes.append(note)
-    ios_rows, note = list_ios_devices()
-    rows += ios_rows
-    if note:
-        notes.append(note)
-    for entry in configured_hosts(ssh_config):
-        spec = f"ssh://{entry['alias']}"
-        target = (f"{entry['user']}@" if entry["user"] else "") + (entry["hostname"] or entry["alias"]) + (f":{entry['port']}" if entry["port"] else "")
-        state = "configured"
-        if probe_ssh:
-            device = SSHDevice(spec, ssh_config=ssh_config, connect_timeout=5, multiplex=False)
-            try:
-                device.check()
-                state = "ready"
-            except DeviceFault as fault:
-                state = fault.status
-        rows.append({"id": spec, "kind": "ssh", "state": state, "model": None, "detail": target})
+    for cls in device_kinds().values():
+        found, said = cls.discover(ssh_config=ssh_config, probe=probe_ssh)
+        rows += found
+        notes += said
     return rows, notes

@@ -11,7 +11,7 @@ import shlex
 import shutil
 from typing import Sequence
 
-from edgekit.bench.devices.base import Device, DeviceFault, last_line, run_local
+from edgekit.bench.devices.base import APP, RUN, STAGE, Device, DeviceFault, last_line, run_local
 from edgekit.errors import UsageError
 
 WORKDIR = "/data/local/tmp/edgekit"
@@ -36,6 +36,10 @@ def adb_command(args: Sequence[str], timeout: float, what: str) -> tuple[int, st
 
 class AdbDevice(Device):
     kind = "adb"
+    prefixes = ("adb:",)
+    form = "adb:SERIAL"
+    capabilities = frozenset({STAGE, RUN, APP})
+    app = "android"
     workdir = WORKDIR
 
     def __init__(self, spec: str):
@@ -57,6 +61,11 @@ class AdbDevice(Device):
             raise DeviceFault("unreachable", f"{self.id}: the device is not attached or went away while {doing} "
                               f"({last_line(err) or last_line(out)}); `edgekit devices` lists what adb sees")
         return code, out, err
+
+    @classmethod
+    def discover(cls, *, ssh_config=None, probe=False):
+        rows, note = list_adb_devices()
+        return rows, [note] if note else []
 
     def check(self) -> None:
         code, out, err = self.adb("get-state", timeout=30, doing="checking the device")
@@ -119,6 +128,22 @@ class AdbDevice(Device):
             self.shell(f"rm -rf {shlex.quote(remote)}", 60, "cleaning up")
         except DeviceFault:
             pass
+
+    def state(self) -> dict:
+        """Governor, frequency and thermal zones from sysfs; the OS build from getprop."""
+        script = ("cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor; echo __f; "
+                  "cat /sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq; echo __t; "
+                  "for z in /sys/class/thermal/thermal_zone*; do echo \"$(cat $z/type) $(cat $z/temp)\"; done")
+        try:
+            code, out, _ = self.shell(script, 60, "reading the device state")
+        except DeviceFault:
+            return {}
+        from edgekit.bench.machine import parse_state
+
+        state = parse_state(out)
+        props = self.properties()
+        state["os_build"] = props.get("ro.build.fingerprint") or props.get("ro.build.display.id")
+        return state
 
 
 def parse_getprop(text: str) -> tuple[dict[str, str], str]:

@@ -1,13 +1,19 @@
 """The Device interface: push, run with a timeout, pull, describe. The bench orchestration
 (edgekit/bench/runner.py) is written once against it; host, SSH, adb and iOS implement it.
 
+A device declares what it can do (``capabilities``) and the strategies in edgekit/bench/strategies.py
+pick by capability, never by ``kind``: STAGE (copy files onto it), RUN (run a command line there),
+PYTHON (run edgekit's measuring module with its own Python), APP (launch an edgekit sample app,
+``app`` names which). A new device kind is one module with a Device subclass and one line in
+edgekit/bench/devices/__init__.py's DEVICE_KINDS (or an ``edgekit.devices`` entry point).
+
 A device reports trouble by raising DeviceFault with the result status it maps to ("unreachable",
 "unauthorized", "timeout", "missing-runner", "error") and one line a user can act on.
 """
 from __future__ import annotations
 
 import subprocess
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 
 class DeviceFault(Exception):
@@ -19,11 +25,37 @@ class DeviceFault(Exception):
         self.message = message
 
 
+STAGE, RUN, PYTHON, APP = "stage", "run", "python", "app"
+CAPABILITIES = (STAGE, RUN, PYTHON, APP)
+
+
 class Device:
-    kind: str = ""
+    kind: ClassVar[str] = ""
+    #: device strings this kind answers to: a prefix such as "ssh://", or an exact word such as "host"
+    prefixes: ClassVar[tuple[str, ...]] = ()
+    #: the device string's form, for --help and errors ("ssh://[user@]host[:port]")
+    form: ClassVar[str] = ""
+    #: what the strategies may ask of it (STAGE, RUN, PYTHON, APP)
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: with APP: which sample app runs there ("android", "ios"; edgekit.package.APPS)
+    app: ClassVar[str | None] = None
     id: str = ""
     #: folder on the device where artifacts, runners and results go
     workdir: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: str, *, ssh_config: str | None = None, app: str | None = None) -> "Device":
+        """Build the device from its string; ``app`` is --app (a sample app id), ``ssh_config`` --ssh-config."""
+        return cls(spec)  # type: ignore[call-arg]
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @classmethod
+    def discover(cls, *, ssh_config: str | None = None, probe: bool = False) -> tuple[list[dict], list[str]]:
+        """Devices of this kind `edgekit devices` can see: rows of {"id", "kind", "state", "model",
+        "detail"}, and notes (a missing tool is a note, not an error). Default: none."""
+        return [], []
 
     def check(self) -> None:
         """Raise DeviceFault when the device cannot be used (unreachable, unauthorized)."""
@@ -44,6 +76,33 @@ class Device:
 
     def remove(self, remote: str) -> None:
         """Best-effort clean-up of a file or folder the bench pushed."""
+
+    # -- STAGE / RUN ---------------------------------------------------------------------------------
+    def stage(self, local: str) -> str:
+        """Copy an artifact (and its manifest) where RUN can read it; the path there."""
+        raise NotImplementedError
+
+    def abi(self) -> str | None:
+        """The ABI native runner binaries must be built for (Android: arm64-v8a), where it matters."""
+        return None
+
+    def shell(self, command: str, timeout: float, doing: str) -> tuple[int, str, str]:
+        """One shell command line on the device (RUN devices)."""
+        raise NotImplementedError
+
+    # -- PYTHON ------------------------------------------------------------------------------------
+    def python(self) -> list[str]:
+        """The argv prefix that starts the device's Python."""
+        raise NotImplementedError
+
+    def prepare_python(self) -> None:
+        """Make edgekit's measuring module importable by python() (a board gets a copy once)."""
+
+    # -- state ---------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Device state a number was taken under (governor, frequency, thermal, OS build), where the
+        device tells; PYTHON devices report it from the measuring process itself."""
+        return {}
 
     def remote_path(self, name: str) -> str:
         return f"{self.workdir.rstrip('/')}/{name}"

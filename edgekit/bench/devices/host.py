@@ -7,18 +7,31 @@ import sys
 import tempfile
 from typing import Sequence
 
-from edgekit.bench.devices.base import Device, run_local
+from edgekit.bench.devices.base import PYTHON, RUN, STAGE, Device, run_local
 from edgekit.bench.machine import describe_machine
 
 
 class HostDevice(Device):
     kind = "host"
     id = "host"
+    prefixes = ("host", "local", "localhost")
+    form = "host"
+    capabilities = frozenset({STAGE, RUN, PYTHON})
 
     def __init__(self):
         # A private working folder: the measuring child runs there so that nothing in the user's
         # current folder (a stray edgekit/ checkout) shadows the installed package.
         self.workdir = tempfile.mkdtemp(prefix="edgekit-bench-")
+
+    @classmethod
+    def from_spec(cls, spec, *, ssh_config=None, app=None):
+        return cls()
+
+    @classmethod
+    def discover(cls, *, ssh_config=None, probe=False):
+        host = describe_machine()
+        return [{"id": "host", "kind": "host", "state": "ready", "model": host["cpu"],
+                 "detail": f"{host['cores']} cores, {host['os']}"}], []
 
     def describe(self) -> dict:
         return describe_machine()

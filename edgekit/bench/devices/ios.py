@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Sequence
 
-from edgekit.bench.devices.base import Device, DeviceFault, last_line, run_local
+from edgekit.bench.devices.base import APP, Device, DeviceFault, last_line, run_local
 from edgekit.errors import UsageError
 
 CONTAINER_DIR = "Documents/edgekit-bench"  # inside the app's data container: where its records go
@@ -36,7 +36,21 @@ def devicectl(args: Sequence[str], timeout: float, what: str) -> tuple[int, str,
 
 class IOSDevice(Device):
     kind = "ios"
+    prefixes = ("ios:",)
+    form = "ios:UDID"
+    # an iPhone runs no user binaries: only the sample app, launched with arguments
+    capabilities = frozenset({APP})
+    app = "ios"
     workdir = CONTAINER_DIR
+
+    @classmethod
+    def from_spec(cls, spec, *, ssh_config=None, app=None):
+        return cls(spec, bundle_id=app)
+
+    @classmethod
+    def discover(cls, *, ssh_config=None, probe=False):
+        rows, note = list_ios_devices()
+        return rows, [note] if note else []
 
     def __init__(self, spec: str, bundle_id: str | None = None):
         udid = spec.split(":", 1)[1] if ":" in spec else ""
@@ -44,7 +58,7 @@ class IOSDevice(Device):
             raise UsageError(f"--device {spec!r}: expected ios:UDID (see `edgekit devices`)")
         self.udid = udid
         self.id = f"ios:{udid}"
-        from edgekit.package import IOS_BUNDLE_ID
+        from edgekit.bench.launch import IOS_BUNDLE_ID
 
         self.bundle_id = bundle_id or os.environ.get("EDGEKIT_IOS_APP") or IOS_BUNDLE_ID
         self._details: dict | None = None
@@ -62,9 +76,10 @@ class IOSDevice(Device):
                 "--domain-identifier", self.bundle_id, "--source", remote, "--destination", local]
 
     def launch_argv(self, app_arguments: Sequence[str]) -> list[str]:
-        # returns once the app is launched (Xcode 15 and 16 alike); the caller polls for the record
-        return ["device", "process", "launch", "--device", self.udid, "--terminate-existing",
-                self.bundle_id, *app_arguments]
+        # returns once the app is launched; the caller polls for the record
+        from edgekit.bench.launch import ios_launch_argv
+
+        return ios_launch_argv(self.udid, self.bundle_id, list(app_arguments))
 
     # -- Device ------------------------------------------------------------------------------------
     def _devicectl(self, args: Sequence[str], timeout: float, doing: str) -> tuple[int, str, str]:
@@ -98,6 +113,12 @@ class IOSDevice(Device):
 
     def describe(self) -> dict:
         return describe_details(self.details())
+
+    def state(self) -> dict:
+        # the app adds the thermal state it reads (ProcessInfo.thermalState) to its record
+        device = self.details().get("deviceProperties") or {}
+        build = device.get("osBuildUpdate")
+        return {"os_build": f"{device.get('osVersionNumber')} ({build})" if build else device.get("osVersionNumber")}
 
     def push(self, local: str, remote: str) -> None:
         code, out, err = self._devicectl(self.copy_to_argv(local, remote), 600, f"copying {os.path.basename(local)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from edgekit.bench.devices.base import Device, DeviceFault, last_line, run_local
+from edgekit.bench.devices.base import PYTHON, RUN, STAGE, Device, DeviceFault, last_line, run_local
 from edgekit.errors import UsageError
 
 BOARD_CACHE = ".cache/edgekit"  # relative to the login's home folder, unless ?dir= says otherwise
@@ -58,6 +58,32 @@ def parse_spec(spec: str) -> tuple[str | None, str, int | None, dict[str, str]]:
 
 class SSHDevice(Device):
     kind = "ssh"
+    prefixes = ("ssh://",)
+    form = "ssh://[user@]host[:port]"
+    capabilities = frozenset({STAGE, RUN, PYTHON})
+
+    @classmethod
+    def from_spec(cls, spec, *, ssh_config=None, app=None):
+        return cls(spec, ssh_config=ssh_config)
+
+    @classmethod
+    def discover(cls, *, ssh_config=None, probe=False):
+        """The Host entries of the ssh config; with probe, each is connected to for its state."""
+        rows = []
+        for entry in configured_hosts(ssh_config):
+            spec = f"ssh://{entry['alias']}"
+            target = (f"{entry['user']}@" if entry["user"] else "") + (entry["hostname"] or entry["alias"]) + (
+                f":{entry['port']}" if entry["port"] else "")
+            state = "configured"
+            if probe:
+                device = cls(spec, ssh_config=ssh_config, connect_timeout=5, multiplex=False)
+                try:
+                    device.check()
+                    state = "ready"
+                except DeviceFault as fault:
+                    state = fault.status
+            rows.append({"id": spec, "kind": "ssh", "state": state, "model": None, "detail": target})
+        return rows, []
 
     def __init__(self, spec: str, *, ssh_config: str | None = None, connect_timeout: int = 10, multiplex: bool = True):
         self.user, self.host, self.port, options = parse_spec(spec)
@@ -154,6 +180,16 @@ class SSHDevice(Device):
 
     def python(self) -> list[str]:
         return [self.python_path]
+
+    def prepare_python(self) -> None:
+        from edgekit.bench import bundle
+
+        self.check_python()
+        with tempfile.TemporaryDirectory(prefix="edgekit-bundle-") as folder:
+            self.install_measuring_module(*bundle.build(folder))
+
+    def shell(self, command: str, timeout: float, doing: str) -> tuple[int, str, str]:
+        return self._ssh(command, timeout, doing)
 
     def check_python(self) -> None:
         """The board's Python exists and is new enough for edgekit's measuring module."""

@@ -1,3 +1,5 @@
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
     alias(libs.plugins.android.application)
     alias(libs.plugins.kotlin.android)
@@ -40,17 +42,30 @@ android {
         buildConfig = true
     }
 
+    // Native libraries stay compressed in the APK and are extracted at install (what the removed
+    // android:extractNativeLibs="true" said): the LiteRT and ExecuTorch .so files are large.
+    packaging {
+        jniLibs {
+            useLegacyPackaging = true
+        }
+    }
+
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
     }
-    kotlinOptions {
-        jvmTarget = "17"
+}
+
+// Kotlin 2.x: compilerOptions replaces the Kotlin options block that used to sit inside android { } (deprecated).
+kotlin {
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
     }
 }
 
 dependencies {
     implementation(libs.litert)
+    implementation(libs.litert.api)
     implementation(libs.litert.gpu)
     implementation(libs.litert.gpu.api)
     implementation(libs.executorch.android)

@@ -54,10 +54,10 @@ enum Benchmark {
     }
 
     /// Load (timed), one first run (timed apart), `warmup` untimed runs, then `runs` timed runs.
-    static func measure(open: () throws -> ModelRunner, inputs: [TensorData], warmup: Int, runs: Int) throws -> Measurement {
+    static func measure(open: () async throws -> ModelRunner, inputs: [TensorData], warmup: Int, runs: Int) async throws -> Measurement {
         let baseline = Memory.resident().0
         var start = DispatchTime.now()
-        let runner = try open()
+        let runner = try await open()
         let loadMs = ms(since: start)
         let loaded = Memory.resident().0
         let prepared = try runner.prepare(inputs)
@@ -124,6 +124,21 @@ enum BenchmarkReport {
                 "cpu": machine, "cores": ProcessInfo.processInfo.activeProcessorCount]
     }
 
+    /// The state the numbers were taken under: thermal state and Low Power Mode (iOS exposes no CPU
+    /// governor or frequency to apps), the OS build. edgekit adds runtime and delegate.
+    static func deviceState() -> [String: Any] {
+        let thermal: String
+        switch ProcessInfo.processInfo.thermalState {
+        case .nominal: thermal = "nominal"
+        case .fair: thermal = "fair"
+        case .serious: thermal = "serious"
+        case .critical: thermal = "critical"
+        @unknown default: thermal = "unknown"
+        }
+        return ["thermal_state": thermal, "low_power_mode": ProcessInfo.processInfo.isLowPowerModeEnabled,
+                "os_build": ProcessInfo.processInfo.operatingSystemVersionString]
+    }
+
     private static func base(_ entry: ModelEntry, path: String, options: BenchOptions, edgekitVersion: String) -> [String: Any] {
         [
             "schema_version": schemaVersion,
@@ -132,6 +147,7 @@ enum BenchmarkReport {
                          "precision": entry.precision ?? NSNull(), "size_bytes": entry.sizeBytes,
                          "sha256": entry.sha256 ?? NSNull()],
             "device": device(options.deviceId),
+            "device_state": deviceState(),
             "settings": ["threads": options.threads, "warmup": options.warmup, "runs": options.runs,
                          "min_time_s": NSNull(), "inputs": "random", "runner": runner],
             "parity": entry.parity ?? NSNull(),
@@ -178,7 +194,7 @@ enum BenchmarkMode {
     static let folder = "edgekit-bench"
 
     /// Run the benchmark the launch arguments ask for and write the record; returns its path.
-    static func run(_ options: BenchOptions) throws -> URL {
+    static func run(_ options: BenchOptions) async throws -> URL {
         guard let catalog = try ModelCatalog.bundled() else { throw AppError("no models packaged (edgekit package --app ios)") }
         guard let name = options.model, let entry = catalog.find(name) else {
             throw AppError("--model \(options.model ?? "(missing)") is not in \(ModelFiles.infoFile)")
@@ -187,8 +203,8 @@ enum BenchmarkMode {
         do {
             guard let url = ModelCatalog.fileURL(entry.file) else { throw AppError("\(entry.file) is not in the app bundle") }
             let inputs = try randomInputs(entry)
-            let m = try Benchmark.measure(
-                open: { try Runners.open(entry, url: url, computeUnits: options.computeUnits, threads: options.threads) },
+            let m = try await Benchmark.measure(
+                open: { try await Runners.open(entry, url: url, computeUnits: options.computeUnits, threads: options.threads) },
                 inputs: inputs, warmup: options.warmup, runs: options.runs)
             record = BenchmarkReport.ok(entry, path: url.path, options: options, m: m, edgekitVersion: catalog.edgekitVersion)
         } catch {

@@ -124,7 +124,7 @@ struct ContentView: View {
         defer { busy = false }
         do {
             guard let url = ModelCatalog.fileURL(entry.file) else { throw AppError("\(entry.file) is not in the app bundle") }
-            let runner = try Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1)
+            let runner = try await Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1)
             let (first, mask) = try inputs(entry, text: textA)
             let outputs = try runner.run(inputs: first)
             if entry.task == "text-embedding", entry.text?.tokenizer != nil,
@@ -147,7 +147,7 @@ struct ContentView: View {
         defer { busy = false }
         do {
             guard let url = ModelCatalog.fileURL(entry.file) else { throw AppError("\(entry.file) is not in the app bundle") }
-            let m = try Benchmark.measure(open: { try Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1) },
+            let m = try await Benchmark.measure(open: { try await Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1) },
                                           inputs: try randomInputs(entry), warmup: 5, runs: 20)
             output = String(format: "load %.1f ms, first %.2f ms\nmean %.3f ms, p50 %.3f, p90 %.3f (20 runs, %@)",
                             m.loadMs, m.firstMs, m.stats.mean, m.stats.p50, m.stats.p90, m.runner.delegate)

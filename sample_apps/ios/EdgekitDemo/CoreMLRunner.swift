@@ -3,7 +3,8 @@ import CoreVideo
 import Foundation
 
 /// An .mlpackage / .mlmodel through Core ML, on the compute units chosen (all, CPU only, CPU+GPU,
-/// CPU+Neural Engine). The package is compiled on the device at load time (part of "load").
+/// CPU+Neural Engine). The package is compiled on the device at load time (part of "load"), with
+/// the async `MLModel.compileModel(at:)` (iOS 16+; the synchronous form is deprecated).
 final class CoreMLRunner: ModelRunner {
     private let entry: ModelEntry
     private let model: MLModel
@@ -11,13 +12,18 @@ final class CoreMLRunner: ModelRunner {
     let runtimeVersion: String? = ProcessInfo.processInfo.operatingSystemVersionString
     let delegate: String
 
-    init(entry: ModelEntry, url: URL, computeUnits: MLComputeUnits, unitsName: String) throws {
+    private init(entry: ModelEntry, model: MLModel, unitsName: String) {
         self.entry = entry
+        self.model = model
         self.delegate = unitsName
-        let compiled = url.pathExtension == "mlmodelc" ? url : try MLModel.compileModel(at: url)
+    }
+
+    static func load(entry: ModelEntry, url: URL, computeUnits: MLComputeUnits, unitsName: String) async throws -> CoreMLRunner {
+        let compiled = url.pathExtension == "mlmodelc" ? url : try await MLModel.compileModel(at: url)
         let configuration = MLModelConfiguration()
         configuration.computeUnits = computeUnits
-        model = try MLModel(contentsOf: compiled, configuration: configuration)
+        let model = try MLModel(contentsOf: compiled, configuration: configuration)
+        return CoreMLRunner(entry: entry, model: model, unitsName: unitsName)
     }
 
     private static func multiArray(_ data: TensorData) throws -> MLMultiArray {

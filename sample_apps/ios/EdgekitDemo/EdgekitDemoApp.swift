@@ -5,9 +5,9 @@ struct EdgekitDemoApp: App {
     init() {
         // Benchmark mode (edgekit bench --device ios:UDID): measure, write the record, exit.
         if let options = BenchOptions.parse(ProcessInfo.processInfo.arguments) {
-            DispatchQueue.global(qos: .userInitiated).async {
+            Task.detached(priority: .userInitiated) {
                 do {
-                    _ = try BenchmarkMode.run(options)
+                    _ = try await BenchmarkMode.run(options)
                     exit(0)
                 } catch {
                     print("EdgekitBench: error: \(error.localizedDescription)")

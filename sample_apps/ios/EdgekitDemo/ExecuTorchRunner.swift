@@ -3,12 +3,14 @@ import ExecuTorch
 import Foundation
 
 /// A .pte through ExecuTorch's Module (linked by project-executorch.yml). The delegates baked into
-/// the program (XNNPACK, Core ML) run as exported.
+/// the program (XNNPACK, Core ML) run as exported. API as of the pinned swiftpm-1.5.0 package
+/// (sample_apps/api_surface.json: Module(filePath:), load(_:), execute(_:_:) -> [Value],
+/// Value.anyTensor, AnyTensor.asTensor(), Tensor<T>.scalars()).
 final class ExecuTorchRunner: ModelRunner {
     private let entry: ModelEntry
     private let module: Module
     let runtimeName = "executorch"
-    let runtimeVersion: String? = "1.5 (swiftpm-1.5.0)"
+    let runtimeVersion: String? = "1.5.0 (swiftpm-1.5.0)"
     let delegate = "program"
 
     init(entry: ModelEntry, url: URL) throws {
@@ -33,7 +35,7 @@ final class ExecuTorchRunner: ModelRunner {
         guard let values = prepared as? [Value] else { throw AppError("inputs were not prepared for ExecuTorch") }
         let outputs: [Value] = try module.execute(entry.method, values)
         return try entry.outputs.enumerated().map { index, spec in
-            guard index < outputs.count, let tensor = outputs[index].tensor else {
+            guard index < outputs.count, let tensor = outputs[index].anyTensor else {
                 throw AppError("\(entry.file): output \(index) is not a tensor")
             }
             if let t: Tensor<Float> = tensor.asTensor() { return TensorData(info: spec, floats: t.scalars()) }

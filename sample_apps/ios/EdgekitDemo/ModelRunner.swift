@@ -23,13 +23,13 @@ enum Runners {
     static let computeUnitNames = ["all", "cpuAndNeuralEngine", "cpuAndGPU", "cpuOnly"]
 
     /// The runtime models.json names for this artifact; nothing depends on the model itself.
-    static func open(_ entry: ModelEntry, url: URL, computeUnits: String, threads: Int) throws -> ModelRunner {
+    static func open(_ entry: ModelEntry, url: URL, computeUnits: String, threads: Int) async throws -> ModelRunner {
         switch entry.runtime {
         case "coreml":
             guard let units = Runners.computeUnits[computeUnits] else {
                 throw AppError("compute units '\(computeUnits)': choose one of \(computeUnitNames.joined(separator: ", "))")
             }
-            return try CoreMLRunner(entry: entry, url: url, computeUnits: units, unitsName: computeUnits)
+            return try await CoreMLRunner.load(entry: entry, url: url, computeUnits: units, unitsName: computeUnits)
         case "executorch":
             #if canImport(ExecuTorch)
             return try ExecuTorchRunner(entry: entry, url: url)

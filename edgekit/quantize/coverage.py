@@ -1,0 +1,96 @@
+"""What was really quantized: the share of weights and of compute ops that are integer.
+
+``--quantize int8`` must not publish a mostly-float artifact as int8 (issue 11 item 6): a
+TorchScript-loaded CNN once kept most convolutions float and was shipped as "int8". Counts come
+from the quantized graph (PT2E) and, per artifact, from the file itself (targets call
+``tflite_coverage`` / ``onnx_coverage``), so the manifest says what the artifact holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekit.errors import ConversionError
+
+#: below this share of weights stored as integers, an "int8" artifact is refused
+MIN_WEIGHT_SHARE = 0.5
+@dataclass
+class Coverage:
+    weights_total: int = 0  # elements of float-or-quantized weight tensors
+    weights_quantized: int = 0
+    ops_total: int = 0  # compute ops (conv, linear, matmul, embedding, ...)
+    ops_quantized: int = 0
+    float_ops: list[str] = field(default_factory=list)  # names of compute ops left float (first few)
+
+    @property
+    def weight_share(self) -> float:
+        return self.weights_quantized / self.weights_total if self.weights_total else 0.0
+
+    @property
+    def op_share(self) -> float:
+        return self.ops_quantized / self.ops_total if self.ops_total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weight_share": round(self.weight_share, 4), "op_share": round(self.op_share, 4),
+            "weights_quantized": self.weights_quantized, "weights_total": self.weights_total,
+            "ops_quantized": self.ops_quantized, "ops_total": self.ops_total,
+            "float_ops": self.float_ops[:10],
+        }
+
+    def summary(self) -> str:
+        return (f"{100 * self.weight_share:.1f}% of weights and {self.ops_quantized}/{self.ops_total} "
+                f"compute ops quantized")
+
+
+def require_quantized(coverage: Coverage, what: str, minimum: float = MIN_WEIGHT_SHARE) -> None:
+    """Refuse to publish a mostly-float artifact under an integer precision."""
+    if coverage.weights_total and coverage.weight_share < minimum:
+        raise ConversionError(
+            f"{what}: only {coverage.summary()} (float: {', '.join(coverage.float_ops[:5]) or 'n/a'}); "
+            f"not published as int8",
+            hint="the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
+                 "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic",
+        )
+
+
+def graph_coverage(graph_module) -> Coverage:
+    """Coverage of a converted PT2E graph (quantize/dequantize ops around float aten ops)."""
+    import torch
+
+    aten = torch.ops.aten
+    compute = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.linear.default,
+               aten.matmul.default, aten.mm.default, aten.bmm.default, aten.addmm.default,
+               aten.embedding.default, aten.conv_transpose2d.input, aten.conv_transpose1d.default,
+               aten.convolution.default, aten._convolution.default}
+
+    def is_dequant(node) -> bool:
+        return isinstance(node, torch.fx.Node) and node.op == "call_function" and "dequantize_per" in str(node.target)
+
+    def weight_numel(node) -> int:
+        # follow dequantize <- (quantize <-) get_attr to the stored tensor
+        while isinstance(node, torch.fx.Node) and node.op == "call_function" and "quantize_per" in str(node.target):
+            node = node.args[0]
+        if isinstance(node, torch.fx.Node) and node.op == "get_attr":
+            obj = graph_module
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            return int(obj.numel())
+        return 0
+
+    cov = Coverage()
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target not in compute:
+            continue
+        weight = node.args[1] if node.target != aten.embedding.default else node.args[0]
+        act = node.args[0] if node.target != aten.embedding.default else None
+        numel = weight_numel(weight) if isinstance(weight, torch.fx.Node) else 0
+        quantized = is_dequant(weight) and (act is None or is_dequant(act))
+        cov.ops_total += 1
+        cov.weights_total += numel
+        if quantized:
+            cov.ops_quantized += 1
+            cov.weights_quantized += numel
+        else:
+            cov.float_ops.append(node.name)
+    return cov

@@ -1,0 +1,98 @@
+"""The Core AI target: ExportedModel -> .aimodel asset (Apple's successor of Core ML, iOS / macOS 27).
+
+Flow: coreai-opt prepares the precision in PyTorch (cast, weight quantization, palettization, or
+calibrated W8A8) -> torch.export -> coreai-torch (Core AI decompositions, TorchConverter) -> asset
+folder (main.mlirb + metadata.json) -> read back through coreai-core's bindings: I/O, op histogram,
+storage types. Nothing here executes the program: it stays ``unverified`` with the reason.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from edgekit.errors import ConversionError
+from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
+from edgekit.targets.coreai import analysis
+from edgekit.targets.coreai.runtime import NOT_ON_THIS_HOST, CoreAIRuntime
+
+DEPLOYMENT = "iOS27 / macOS27"
+
+
+class CoreAITarget(Target):
+    name = "coreai"
+    suffix = ".aimodel"
+    # no sample app loads Core AI yet, and no runner: the SDK's Swift API is not confirmed here
+    on_device = OnDevice("Core AI")
+    precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
+    default_precision = "none"
+    requires = ("coreai_torch", "coreai", "coreai_opt")
+    extra = "coreai"
+    description = "Core AI .aimodel (iOS / macOS 27; Apple's successor of Core ML)"
+    supports_dynamic = False
+    dynamic_unsupported_reason = "edgekit converts Core AI programs at the --input shapes only"
+
+    def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
+        self.require()
+        from edgekit.targets.coreai import convert as steps
+
+        if precision == "int8" and not calibration:
+            raise ConversionError("coreai int8 needs calibration samples (--calibration)")
+        exported, facts = steps.prepared_program(model, precision, calibration)
+        path = os.path.join(workdir, "model.aimodel")
+        steps.convert_program(exported, path)
+        asset = analysis.load_asset(path)
+        inputs, outputs = analysis.io_specs(asset)
+        if len(inputs) != len(model.inputs) or len(outputs) != len(model.output_names):
+            raise ConversionError(
+                f"the Core AI program has {len(inputs)} inputs / {len(outputs)} outputs, the model "
+                f"{len(model.inputs)} / {len(model.output_names)}"
+            )
+        info = analysis.summary(asset)
+        details: dict[str, Any] = {
+            "deployment_target": DEPLOYMENT,
+            "compatibility_version": info["compatibility_version"],
+            "ops": analysis.op_histogram(asset),
+            "storage_types": info["storage_types"],
+            "compute_types": info["compute_types"],
+            "weights": info["weights"],
+            "precision_recipe": facts,
+            "verification": {"by": None, "unverifiable_reason": NOT_ON_THIS_HOST},
+        }
+        return ConvertedArtifact(
+            path=path, inputs=inputs, outputs=outputs,
+            converter={"coreai-torch": package_version("coreai-torch"), "coreai-core": package_version("coreai-core"),
+                       "coreai-opt": package_version("coreai-opt")},
+            details=details, unverifiable_reason=NOT_ON_THIS_HOST,
+        )
+
+    def runtime(self) -> CoreAIRuntime:
+        return CoreAIRuntime()
+
+    def inspect(self, path: str) -> dict[str, Any]:
+        from edgekit.manifest import file_digest
+
+        asset = analysis.load_asset(path)
+        inputs, outputs = analysis.io_specs(asset)
+        info = analysis.summary(asset)
+        weights = info["weights"]
+        ops = analysis.op_histogram(asset)
+        compression = [k for k in ops if k in ("blockwise_shift_scale", "lut_to_dense", "quantize", "dequantize")]
+        return {
+            "target": self.name,
+            "inputs": [s.to_dict() for s in inputs],
+            "outputs": [s.to_dict() for s in outputs],
+            "ops": ops,
+            "quantized_tensors": [],
+            "weights": weights,
+            "summary": {
+                "format": "Core AI asset (.aimodel: main.mlirb + metadata.json)",
+                "deployment target": f"{DEPLOYMENT} (compatibility version {info['compatibility_version']})",
+                "storage types": ", ".join(f"{k} {v}" for k, v in info["storage_types"].items()),
+                "weights": f"{weights['compressed_elements']}/{weights['compressed_elements'] + weights['float_elements']} "
+                           f"constant elements stored below 16 bits ({weights['fraction_compressed']:.1%})",
+                "compression ops": ", ".join(f"{k} {ops[k]}" for k in compression) or "none",
+                "execution": NOT_ON_THIS_HOST,
+            },
+            "size_bytes": file_digest(path)[0],
+            "runtime": CoreAIRuntime().version(),
+        }

@@ -1,0 +1,64 @@
+"""Small real models for the quantization layer: the demo's digits CNN and a depthwise CNN with
+ReLU6 (the MobileNet / EfficientNet-Lite block) trained here on scikit-learn's digits in seconds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+
+def depthwise_cnn():
+    """Conv -> depthwise -> pointwise blocks with BatchNorm and ReLU6, on 1x8x8 digits."""
+    def block(cin, cout, stride):
+        return [
+            nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
+        ]
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+        *block(16, 32, 1), *block(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+    )
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    from edgekit.demo import digits_data
+
+    return digits_data()
+
+
+@pytest.fixture(scope="session")
+def depthwise_model(digits_split):
+    """The depthwise CNN trained for 8 epochs (about 5 s on 2 cores), in eval mode."""
+    torch.manual_seed(0)
+    model = depthwise_cnn()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    x, y = torch.from_numpy(digits_split.x_train), torch.from_numpy(digits_split.y_train)
+    model.train()
+    for _ in range(8):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def depthwise_exported(depthwise_model):
+    return torch.export.export(depthwise_model, (torch.zeros(1, 1, 8, 8),))
+
+
+@pytest.fixture(scope="session")
+def calibration(digits_split):
+    """64 real digits as one-sample input tuples."""
+    return [(digits_split.x_train[i : i + 1],) for i in range(64)]
+
+
+def logits(module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
