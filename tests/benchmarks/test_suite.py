@@ -78,13 +78,15 @@ def test_int8_is_under_0_3x_and_edgekit_verdict_matches_the_suite_measurement(su
     measured = int8["parity"]
     assert measured["samples"] >= 30 and 0.5 < measured["cosine"] <= 1.0
     tolerance = get_precision("int8").tolerance
-    misses = measured["cosine"] < tolerance.cosine or measured["top1"] < tolerance.top1
+    # top-1 as verification enforces it: on the inputs where FP32 is confident, when there are 10 or more
+    top1 = measured["top1_confident"] if measured["confident_samples"] >= 10 else measured["top1"]
+    misses = measured["cosine"] < tolerance.cosine or top1 < tolerance.top1
     # edgekit verified on the same held-out photos: a miss the suite sees must not ship as passed
     if misses:
         assert (int8["status"], int8["exit_code"]) == ("failed", 1)
     else:
         assert (int8["status"], int8["exit_code"]) == ("passed", 0)
-        assert measured["top1"] >= 0.98
+        assert top1 >= 0.98
 
 
 def test_a_precision_that_wrecks_the_model_exits_1_and_is_kept_marked_failed(failing_cli):

@@ -382,7 +382,9 @@ def test_cli_names_the_op_coremltools_cannot_convert(tmp_path, capsys):
     # both frontends were tried automatically: the advice no longer sends the user to the other one
     assert "tried: torch.export: erfinv unsupported; torchscript: " in err
     assert "a later --deployment-target (e.g. iOS18), or rewrite that layer" in err and "--coreml-frontend" not in err
-    assert not [p for p in os.listdir(tmp_path) if not p.startswith(".edgekit-probe")]  # nothing half-written
+    # nothing half-written: only the converter's log, which the error line names
+    assert [p for p in os.listdir(tmp_path) if not p.startswith(".edgekit-probe")] == ["model.coreml.log"]
+    assert "model.coreml.log" in err
 
 
 def test_cli_labels_must_match_the_output(tmp_path, capsys):
