@@ -9,10 +9,9 @@ ML libraries inside functions, so resolving a class stays cheap.
 from __future__ import annotations
 
 import difflib
-import importlib
-from functools import lru_cache
 
 from edgekit.errors import UsageError
+from edgekit.plugins import load, plugins
 
 ENTRY_POINT_GROUP = "edgekit.targets"
 
@@ -28,12 +27,9 @@ TARGETS: dict[str, str] = {
 ALIASES: dict[str, str] = {"litert": "tflite", "pytorch-mobile": "executorch", "ptl": "torchscript-lite"}
 
 
-@lru_cache(maxsize=1)
 def _plugins() -> dict[str, str]:
     """Targets other distributions register as entry points; a built-in name always wins."""
-    from importlib.metadata import entry_points
-
-    return {ep.name.lower(): ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() not in TARGETS}
+    return plugins(ENTRY_POINT_GROUP, TARGETS)
 
 
 def targets() -> dict[str, str]:
@@ -53,11 +49,7 @@ def canonical(name: str) -> str:
 
 def get_target_class(name: str):
     key = canonical(name)
-    module_name, _, class_name = (TARGETS.get(key) or targets()[key]).partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:  # a plugin whose entry point is wrong, or whose module breaks
-        raise UsageError(f"target {key!r}: cannot load {module_name}:{class_name} ({type(exc).__name__}: {exc})") from exc
+    return load(TARGETS.get(key) or targets()[key], f"target {key!r}")
 
 
 def get_target(name: str):

@@ -68,7 +68,7 @@ class FolderBoard(Device):
 
 @pytest.fixture
 def toy_kind(tmp_path, monkeypatch):
-    from edgekit.bench import devices
+    from edgekit import plugins
 
     root = tmp_path / "site"
     (root / "toyboard").mkdir(parents=True)
@@ -78,9 +78,9 @@ def toy_kind(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyboard\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[edgekit.devices]\nfolderboard = toyboard:FolderBoard\n")
     monkeypatch.syspath_prepend(str(root))
-    devices._plugins.cache_clear()
+    plugins.entry_points_of.cache_clear()
     yield
-    devices._plugins.cache_clear()
+    plugins.entry_points_of.cache_clear()
 
 
 @pytest.fixture(scope="module")

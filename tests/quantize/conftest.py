@@ -62,3 +62,42 @@ def calibration(digits_split):
 def logits(module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return np.concatenate([module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
+
+
+# diagnose and mixed precision build on one int8 program and one diagnosis of the depthwise CNN,
+# made once per session
+
+
+def _int8_tolerance():
+    from edgekit.options import get_precision
+
+    return get_precision("int8").tolerance
+
+
+@pytest.fixture(scope="session")
+def evaluation(digits_split):
+    """64 held-out digits (never calibrated on)."""
+    return [(digits_split.x_test[i : i + 1],) for i in range(64)]
+
+
+@pytest.fixture(scope="session")
+def depthwise_program(depthwise_exported, calibration):
+    from edgekit.quantize import QuantConfig
+    from edgekit.quantize.pt2e import quantize_program
+
+    return quantize_program(depthwise_exported, calibration, QuantConfig(observer="minmax"))
+
+
+@pytest.fixture(scope="session")
+def depthwise_diagnosis(depthwise_exported, calibration, evaluation, depthwise_program):
+    from edgekit.quantize.diagnose import diagnose
+
+    return diagnose(depthwise_exported, calibration, evaluation, _int8_tolerance(), program=depthwise_program,
+                    layer_samples=16, remedy_layers=2, top_k=(2,))
+
+
+@pytest.fixture(scope="session")
+def depthwise_variants(depthwise_exported, calibration, evaluation, depthwise_program):
+    from edgekit.quantize.mixed import Int8Variants
+
+    return Int8Variants(depthwise_exported, depthwise_program, calibration, evaluation, _int8_tolerance())

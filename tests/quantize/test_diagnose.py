@@ -20,52 +20,6 @@ from edgekit.quantize.pt2e import quantize_program
 TOLERANCE = get_precision("int8").tolerance
 
 
-# test_mixed.py builds on the same program and diagnosis: computed once per session, whichever
-# module asks first (a fixture imported into two modules would be built twice)
-_SHARED: dict = {}
-
-
-def shared(key, build):
-    if key not in _SHARED:
-        _SHARED[key] = build()
-    return _SHARED[key]
-
-
-def held_out(digits_split):
-    """64 held-out digits (never calibrated on)."""
-    return shared("evaluation", lambda: [(digits_split.x_test[i : i + 1],) for i in range(64)])
-
-
-def program_of(exported, calibration):
-    return shared("program", lambda: quantize_program(exported, calibration, QuantConfig(observer="minmax")))
-
-
-def diagnosis_of(exported, calibration, evaluation):
-    program = program_of(exported, calibration)
-    return shared("diagnosis", lambda: diagnose(exported, calibration, evaluation, TOLERANCE, program=program,
-                                               layer_samples=16, remedy_layers=2, top_k=(2,)))
-
-
-@pytest.fixture
-def evaluation(digits_split):
-    return held_out(digits_split)
-
-
-@pytest.fixture
-def depthwise_program(depthwise_exported, calibration):
-    return program_of(depthwise_exported, calibration)
-
-
-@pytest.fixture
-def depthwise_diagnosis(depthwise_exported, calibration, evaluation):
-    return diagnosis_of(depthwise_exported, calibration, evaluation)
-
-
-@pytest.fixture
-def depthwise_variants(depthwise_exported, calibration, evaluation, depthwise_program):
-    return shared("variants", lambda: Int8Variants(depthwise_exported, depthwise_program, calibration, evaluation, TOLERANCE))
-
-
 def test_top_ranked_layers_kept_float_fix_more_error_than_random_ones(depthwise_diagnosis, depthwise_variants):
     ranked = depthwise_diagnosis.layers
     k = 2

@@ -9,28 +9,12 @@ from edgekit.options import Tolerance
 from edgekit.quantize import QuantConfig
 from edgekit.quantize.mixed import Budget, Int8Variants, run_outputs, score, search_mixed_precision
 from edgekit.quantize.pt2e import quantize_program
-from tests.quantize.test_diagnose import diagnosis_of, held_out, program_of, shared
 
 
-@pytest.fixture
-def evaluation(digits_split):
-    return held_out(digits_split)
-
-
-@pytest.fixture
-def depthwise_program(depthwise_exported, calibration):
-    return program_of(depthwise_exported, calibration)
-
-
-@pytest.fixture
-def depthwise_diagnosis(depthwise_exported, calibration, evaluation):
-    return diagnosis_of(depthwise_exported, calibration, evaluation)
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def strict_variants(depthwise_exported, calibration, evaluation, depthwise_program, depthwise_diagnosis):
     """A tolerance between int8 and float: int8 misses it, some float layers reach it."""
-    return shared("strict", lambda: _strict(depthwise_exported, calibration, evaluation, depthwise_program, depthwise_diagnosis))
+    return _strict(depthwise_exported, calibration, evaluation, depthwise_program, depthwise_diagnosis)
 
 
 def _strict(depthwise_exported, calibration, evaluation, depthwise_program, depthwise_diagnosis):

@@ -1,11 +1,9 @@
 """Device strings -> Device objects, and the list `edgekit devices` prints."""
 from __future__ import annotations
 
-import importlib
-from functools import lru_cache
-
 from edgekit.bench.devices.base import Device, DeviceFault
 from edgekit.errors import UsageError
+from edgekit.plugins import load, plugins
 
 __all__ = ["Device", "DeviceFault", "parse_device", "list_devices", "device_kinds", "device_forms", "DEVICE_KINDS"]
 
@@ -21,23 +19,10 @@ DEVICE_KINDS: dict[str, str] = {
 }
 
 
-@lru_cache(maxsize=1)
-def _plugins() -> dict[str, str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in DEVICE_KINDS}
-
-
 def device_kinds() -> dict[str, type]:
     """kind -> Device class, built-in first (imports each device module: they import no ML library)."""
-    out = {}
-    for kind, ref in {**DEVICE_KINDS, **_plugins()}.items():
-        module_name, _, class_name = ref.partition(":")
-        try:
-            out[kind] = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise UsageError(f"device kind {kind!r}: cannot load {ref} ({type(exc).__name__}: {exc})") from exc
-    return out
+    refs = {**DEVICE_KINDS, **plugins(ENTRY_POINT_GROUP, DEVICE_KINDS)}
+    return {kind: load(ref, f"device kind {kind!r}") for kind, ref in refs.items()}
 
 
 def device_forms() -> str:
