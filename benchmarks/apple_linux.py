@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PRECISIONS = {
     "coreml": "none,fp16,int8-weight-only,int4-weight-only,palettize6,palettize4,int8",
-    "coreai": "none,fp16",
+    "coreai": "none,fp16,int8-weight-only,int4-weight-only,palettize8,palettize6,palettize4,int8",
 }
 
 

@@ -21,13 +21,10 @@ import time
 
 
 def teacher_cnn():
-    import torch.nn as nn
+    """The suite's Fashion-MNIST CNN architecture (benchmarks/models.py), trained here from scratch."""
+    from benchmarks.models import _fashion_architecture
 
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
+    return _fashion_architecture()
 
 
 def load(split: str):
@@ -40,22 +37,10 @@ def load(split: str):
 def train_teacher(x, y, epochs: int, seed: int = 0):
     import torch
 
+    from edgekit.demo import train_classifier
+
     torch.manual_seed(seed)
-    model = teacher_cnn()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * ((len(x) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 128):
-            idx = perm[i : i + 128]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    return train_classifier(teacher_cnn(), x, y, epochs=epochs, weight_decay=1e-4, one_cycle=True)
 
 
 def accuracy(model, x, y) -> float:

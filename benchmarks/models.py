@@ -246,20 +246,9 @@ def fashion_cnn():
     x, y = fashion_mnist("train")
     order = np.random.default_rng(FASHION_TRAIN["seed"]).permutation(len(x))[: FASHION_TRAIN["samples"]]
     torch.manual_seed(FASHION_TRAIN["seed"])
-    xt, yt = torch.from_numpy(x[order]), torch.from_numpy(y[order])
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = FASHION_TRAIN["epochs"] * ((len(xt) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    model.train()
-    for _ in range(FASHION_TRAIN["epochs"]):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 128):
-            idx = perm[i : i + 128]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-            sched.step()
-    model.eval()
+    from edgekit.demo import train_classifier
+
+    train_classifier(model, x[order], y[order], epochs=FASHION_TRAIN["epochs"], weight_decay=1e-4, one_cycle=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)

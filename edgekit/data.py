@@ -95,6 +95,14 @@ def split_holdout(data: Samples, calibration_count: int) -> tuple[Samples, Sampl
 
 
 def _read_numpy(path: Path, specs: Sequence[InputSpec], flag: str) -> dict[str, Any]:
+    return read_numpy_arrays(path, specs, flag)[0]
+
+
+def read_numpy_arrays(path: Path, specs: Sequence[InputSpec], flag: str, label_keys: Sequence[str] = (),
+                      holder: str = "the model") -> tuple[dict[str, Any], Any]:
+    """({input name: array}, labels or None) from a .npy (one input) or a .npz: arrays named after
+    the inputs, else arr_0..., else the only array. The first of ``label_keys`` present is taken as
+    the labels (distillation data), and is not an input."""
     import numpy as np
 
     try:
@@ -103,19 +111,23 @@ def _read_numpy(path: Path, specs: Sequence[InputSpec], flag: str) -> dict[str, 
         raise DataError(f"{flag} {path}: cannot read as .npy/.npz ({type(exc).__name__}: {exc})") from None
     if isinstance(loaded, np.ndarray):
         if len(specs) != 1:
-            raise DataError(f"{flag} {path}: a .npy holds one array but the model has {len(specs)} inputs; use .npz with one array per input name")
-        return {specs[0].name: loaded}
+            raise DataError(f"{flag} {path}: a .npy holds one array but {holder} has {len(specs)} inputs; use .npz with one array per input name")
+        return {specs[0].name: loaded}, None
     with loaded:
         keys = list(loaded.keys())
+        label_key = next((k for k in label_keys if k in keys), None)
+        labels = loaded[label_key] if label_key else None
+        rest = [k for k in keys if k != label_key]
         names = [s.name for s in specs]
-        if all(n in keys for n in names):
-            return {n: loaded[n] for n in names}
+        if all(n in rest for n in names):
+            return {n: loaded[n] for n in names}, labels
         positional = [f"arr_{i}" for i in range(len(specs))]
-        if all(k in keys for k in positional):
-            return {n: loaded[k] for n, k in zip(names, positional)}
-        if len(keys) == len(specs) == 1:
-            return {names[0]: loaded[keys[0]]}
-    raise DataError(f"{flag} {path}: expected arrays named {', '.join(names)} (or arr_0...), found {', '.join(keys) or 'none'}")
+        if all(k in rest for k in positional):
+            return {n: loaded[k] for n, k in zip(names, positional)}, labels
+        if len(rest) == len(specs) == 1:
+            return {names[0]: loaded[rest[0]]}, labels
+    also = " and optionally labels" if label_keys else ""
+    raise DataError(f"{flag} {path}: expected arrays named {', '.join(names)} (or arr_0...){also}; found {', '.join(keys) or 'none'}")
 
 
 def _split_samples(arrays: dict[str, Any], specs: Sequence[InputSpec], source: str, flag: str) -> list[tuple]:

@@ -41,24 +41,35 @@ def digits_data(seed: int = 0) -> DigitsData:
     return DigitsData(x[tr], y[tr], x[te], y[te])
 
 
+def train_classifier(model, x, y, *, epochs: int, batch_size: int = 128, lr: float = 2e-3,
+                     weight_decay: float = 0.01, one_cycle: bool = False):
+    """Supervised training with cross-entropy on shuffled minibatches (AdamW; a one-cycle learning
+    rate on request): how the demo model and the benchmarks' teachers are trained. ``x``, ``y``:
+    numpy arrays of samples and integer labels. Seed torch before building the model to repeat a run."""
+    import torch
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * ((len(xt) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps) if one_cycle else None
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), batch_size):
+            idx = perm[i : i + batch_size]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    return model.eval()
+
+
 def train_digits(data: DigitsData, epochs: int = 8, seed: int = 0):
     import torch
 
     torch.manual_seed(seed)
-    model = digits_cnn()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    x = torch.from_numpy(data.x_train)
-    y = torch.from_numpy(data.y_train)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return train_classifier(digits_cnn(), data.x_train, data.y_train, epochs=epochs, batch_size=64, lr=3e-3)
 
 
 def accuracy(logits, labels) -> float:

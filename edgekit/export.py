@@ -276,7 +276,8 @@ def failing_fx_node(exc: BaseException):
     return node
 
 
-def _node_location(node) -> str | None:
+def node_location(node) -> str | None:
+    """'encoder.layer.0 (Linear)': the module a graph node came from (its nn_module_stack), or None."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
         return None
@@ -299,7 +300,7 @@ def describe_conversion_error(exc: BaseException, model: "ExportedModel", conver
     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     node = failing_fx_node(exc)
     if node is not None:
-        where = _node_location(node) or locate_op(model, str(node.target).split(".")[1] if "." in str(node.target) else str(node.target))
+        where = node_location(node) or locate_op(model, str(node.target).split(".")[1] if "." in str(node.target) else str(node.target))
         message = f"{converter} cannot convert op {_op_name(node.target)}" + (f" at {where}" if where else "")
         return ConversionError(f"{message} ({type(exc).__name__}: {first})", hint=hint)
     ops = re.findall(r"(?:aten|torch\.ops\.\w+)[.:]+(\w+)(?:\.\w+)?", f"{exc}")
@@ -320,5 +321,5 @@ def locate_op(model: "ExportedModel", op_name: str) -> str | None:
             continue
         parts = str(node.target).split(".")
         if op_name in parts:
-            return _node_location(node) or node.name
+            return node_location(node) or node.name
     return None

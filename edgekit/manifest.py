@@ -56,10 +56,28 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 def load(path: str | os.PathLike) -> Manifest:
     """Read and type-check the manifest of an artifact; ManifestError when it is not one edgekit reads."""
+    path = Path(path) if str(path).endswith(MANIFEST_SUFFIX) else manifest_path(path)
     try:
         return Manifest.from_dict(read(path))
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a manifest (not UTF-8 text)") from None
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+
+
+def beside(artifact: str | os.PathLike) -> Manifest | None:
+    """The typed manifest written beside ``artifact``; None when there is none. ManifestError when
+    there is one this edgekit cannot read (damaged, or an unknown major schema version): a reader
+    never falls back to guessing from a manifest it does not understand."""
+    path = manifest_path(artifact)
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except OSError as exc:
+        raise ManifestError(f"{path}: unreadable manifest ({exc.strerror or exc})") from None
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -365,9 +383,11 @@ def digest_mismatch(artifact: str | os.PathLike) -> str | None:
     if not mpath.exists():
         return None
     try:
-        recorded = read(mpath).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        return f"{mpath}: unreadable manifest; its facts are not used"
+        recorded = load(mpath).sha256
+    except OSError as exc:
+        return f"{mpath}: unreadable manifest ({exc.strerror or exc}); its facts are not used"
+    except ManifestError:  # its reader refuses it in its own words (bench: before measuring)
+        return None
     if not recorded:
         return None
     _, actual = file_digest(artifact)

@@ -106,6 +106,56 @@ class Manifest:
     def top1(self) -> float | None:
         return (self.parity or {}).get("top1")
 
+    @property
+    def coverage(self) -> dict[str, Any] | None:
+        """What the quantization layer counted as really quantized (edgekit/quantize/coverage.py
+        Coverage.to_dict): from the shared ``quantization`` block, else wherever the target put it."""
+        for block in (self.quantization, self.target_details):
+            found = find_nested(block, "coverage", Mapping)
+            if found is not None and "weight_share" in found:
+                return dict(found)
+        return None
+
+    def state_links(self) -> list[dict[str, Any]]:
+        """The state pairs as positions in the artifact's own I/O: ``{"output": i, "input": j,
+        "output_name", "input_name"}`` (output i of one step is fed to input j of the next).
+        The pairs name the source model's tensors; the artifact's entries say which is which."""
+        links = []
+        for pair in self.state or []:
+            if not isinstance(pair, Mapping):
+                raise ManifestError(f"manifest state entries are {{\"output\": ..., \"input\": ...}} objects, not {pair!r}")
+            out = _position(self.outputs, pair.get("output"), "model_output")
+            inp = _position(self.inputs, pair.get("input"), "model_input")
+            if out is None or inp is None:
+                missing = pair.get("output") if out is None else pair.get("input")
+                raise ManifestError(f"manifest state pair {pair.get('output')!r} -> {pair.get('input')!r} names "
+                                    f"{missing!r}, which is not among the artifact's {'outputs' if out is None else 'inputs'}")
+            links.append({"output": out, "input": inp, "output_name": self.outputs[out].name,
+                          "input_name": self.inputs[inp].name})
+        return links
+
+
+def _position(entries: list[TensorEntry], name: Any, source_key: str) -> int | None:
+    for i, entry in enumerate(entries):
+        if getattr(entry, source_key) == name:
+            return i
+    return next((i for i, entry in enumerate(entries) if entry.name == name), None)
+
+
+def find_nested(block: Any, key: str, kind: type | tuple[type, ...] = object) -> Any:
+    """The first value of type ``kind`` stored under ``key`` anywhere in nested mappings (depth
+    first), or None. The blocks one part of edgekit owns (target_details, quantization) have no fixed
+    layout; a reader finds a fact in them by its key."""
+    if isinstance(block, Mapping):
+        found = block.get(key)
+        if found is not None and isinstance(found, kind):
+            return found
+        for value in block.values():
+            found = find_nested(value, key, kind)
+            if found is not None:
+                return found
+    return None
+
 
 def check_version(version: Any) -> None:
     """Refuse a manifest whose major version this edgekit does not know (or that has none)."""

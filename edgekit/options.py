@@ -294,6 +294,7 @@ class ConvertOptions:
     calibration: str | None = None  # path, module:function, or "random"
     calibration_samples: int = 100
     int8_calibration: str = "auto"  # --int8-calibration (edgekit.quantize.config.CALIBRATIONS)
+    mixed_precision: str = "auto"  # --mixed-precision: auto | off | weights=W,flops=F (edgekit.quantize.auto_mixed)
     eval_data: str | None = None
     # None: every --eval-data sample (up to a memory bound, said loudly), else DEFAULT_EVAL_SAMPLES
     eval_samples: int | None = None
@@ -332,6 +333,9 @@ class ConvertOptions:
 
         if self.int8_calibration not in CALIBRATIONS:
             raise UsageError(f"--int8-calibration {self.int8_calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
+        from edgekit.quantize.auto_mixed import parse_mixed_precision
+
+        parse_mixed_precision(self.mixed_precision)  # refused here, before any work
         for flag, value in (("--calibration-samples", self.calibration_samples), ("--eval-samples", self.eval_samples)):
             if value is not None and not 1 <= value <= MAX_SAMPLES:
                 raise UsageError(f"{flag} must be between 1 and {MAX_SAMPLES:,}, got {value}")

@@ -27,6 +27,7 @@ from edgekit import __version__, manifest as manifest_mod
 from edgekit.bench import launch
 from edgekit.bench.launch import GRADLE_VERSION, android_bench_command, build_commands, ios_bench_command  # noqa: F401
 from edgekit.errors import DataError, OutputError, UsageError
+from edgekit.manifest_schema import Manifest, ManifestError, TensorEntry, find_nested
 
 MODEL_INFO_KIND = "edgekit.model-info"
 MODEL_INFO_VERSION = "1.0"
@@ -118,7 +119,7 @@ class PackagedModel:
 
     source: Path
     manifest_source: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     entry: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
@@ -137,7 +138,7 @@ class PackageResult:
 # --- reading and checking artifacts -------------------------------------------------------------
 
 
-def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False) -> tuple[Path, dict[str, Any], list[str]]:
+def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False) -> tuple[Path, Manifest, list[str]]:
     """The artifact's manifest, after checking the app can load it and that it is the file described."""
     artifact = Path(str(path).rstrip("/"))
     fmt = artifact_format(artifact)
@@ -153,30 +154,24 @@ def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False)
     if not mpath.exists():
         raise UsageError(f"{artifact}: no manifest beside it ({mpath.name}); package artifacts written by edgekit convert")
     try:
-        doc = manifest_mod.read(mpath)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{mpath}: unreadable manifest ({exc})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{mpath}: a manifest must be a JSON object")
-    try:
-        manifest_mod.validate(doc)
-    except ValueError as exc:
-        raise DataError(f"{mpath}: {exc}") from None
-    declared = str(doc.get("format") or "").lower().lstrip(".")
+        doc = manifest_mod.beside(artifact)
+    except manifest_mod.ManifestError as exc:
+        raise DataError(str(exc)) from None
+    declared = str(doc.format or "").lower().lstrip(".")
     if declared and declared != fmt:
         raise DataError(f"{mpath}: the manifest describes a .{declared} artifact but the file is .{fmt}")
     size, sha = manifest_mod.file_digest(artifact)
-    if doc.get("sha256") and doc["sha256"] != sha:
+    if doc.sha256 and doc.sha256 != sha:
         raise DataError(
-            f"{artifact}: sha256 {sha[:12]}... differs from its manifest ({str(doc['sha256'])[:12]}...): "
+            f"{artifact}: sha256 {sha[:12]}... differs from its manifest ({str(doc.sha256)[:12]}...): "
             "the file changed after edgekit convert wrote the manifest"
         )
-    if doc.get("size_bytes") is not None and doc["size_bytes"] != size:
-        raise DataError(f"{artifact}: {size} bytes, but its manifest says {doc['size_bytes']}")
+    if doc.size_bytes is not None and doc.size_bytes != size:
+        raise DataError(f"{artifact}: {size} bytes, but its manifest says {doc.size_bytes}")
     warnings = []
-    status = doc.get("status")
+    status = doc.status
     if status == "failed" and not allow_failed:
-        cosine = (doc.get("parity") or {}).get("cosine")
+        cosine = doc.cosine
         shown = f" (cosine {cosine:.4f})" if isinstance(cosine, (int, float)) else ""
         raise UsageError(f"{artifact}: failed verification{shown}; it would compute wrong results in the app (--allow-failed packages it anyway)")
     if status in ("unverified", "skipped", "failed"):
@@ -187,25 +182,13 @@ def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False)
 # --- the model-info entry -----------------------------------------------------------------------
 
 
-def _find_key(value: Any, key: str) -> Any:
-    """The first value stored under ``key`` anywhere in nested dicts (target_details has no fixed layout)."""
-    if isinstance(value, Mapping):
-        if key in value:
-            return value[key]
-        for item in value.values():
-            found = _find_key(item, key)
-            if found is not None:
-                return found
-    return None
-
-
-def _tensor(spec: Mapping[str, Any], where: str, pixels: bool = False) -> dict[str, Any]:
+def _tensor(spec: TensorEntry, where: str, pixels: bool = False) -> dict[str, Any]:
     try:
-        shape = [int(d) for d in spec["shape"]]
-        name, dtype = str(spec["name"]), str(spec["dtype"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{where}: each input/output needs name, shape and dtype") from None
-    quant = spec.get("quantization")
+        shape = [int(d) for d in spec.shape]
+        name, dtype = str(spec.name), str(spec.dtype)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: each input/output needs a name, a shape of integers and a dtype") from None
+    quant = spec.quantization
     if quant is not None:
         if not isinstance(quant, Mapping) or quant.get("scale") is None or quant.get("zero_point") is None:
             raise DataError(f"{where}: tensor {name!r} has incomplete quantization (needs scale and zero_point)")
@@ -309,18 +292,23 @@ def _output_roles(outputs: list[dict], labels: list[str] | None, task_kind: str 
         floats[0]["role"] = "embedding"
 
 
-def model_entry(doc: Mapping[str, Any], file_name: str, app: str, vocab_file: str | None = None) -> dict[str, Any]:
-    """The models.json entry of one artifact, from its manifest alone."""
+def model_entry(doc: Manifest | Mapping[str, Any], file_name: str, app: str, vocab_file: str | None = None) -> dict[str, Any]:
+    """The models.json entry of one artifact, from its manifest alone (a mapping is typed first)."""
     where = f"{file_name}{manifest_mod.MANIFEST_SUFFIX}"
+    if not isinstance(doc, Manifest):
+        try:
+            doc = Manifest.from_dict(doc)
+        except ManifestError as exc:
+            raise DataError(f"{where}: {exc}") from None
     fmt = artifact_format(file_name)
     # Core ML image inputs (coremltools ImageType) take raw 0..255 pixels: the model normalises them.
-    pixel_inputs = set(_find_key(doc.get("target_details") or {}, "image_inputs") or ())
-    inputs = [_tensor(s, where, pixels=s.get("name") in pixel_inputs) for s in doc["inputs"]]
-    for tensor, spec in zip(inputs, doc["inputs"]):
-        tensor["model_input"] = spec.get("model_input")
-        tensor["role"] = _input_role({**tensor, "model_input": spec.get("model_input")}) or "tensor"
-    outputs = [_tensor(s, where) for s in doc["outputs"]]
-    labels = [str(label) for label in doc["labels"]] if doc.get("labels") else None
+    pixel_inputs = set(find_nested(doc.target_details, "image_inputs") or ())
+    inputs = [_tensor(s, where, pixels=s.name in pixel_inputs) for s in doc.inputs]
+    for tensor, spec in zip(inputs, doc.inputs):
+        tensor["model_input"] = spec.model_input
+        tensor["role"] = _input_role(tensor) or "tensor"
+    outputs = [_tensor(s, where) for s in doc.outputs]
+    labels = [str(label) for label in doc.labels] if doc.labels else None
     pixels = [i for i, t in enumerate(inputs) if t["name"] in pixel_inputs]
     if pixels:
         image = _image_block(inputs, None, where)
@@ -328,7 +316,7 @@ def model_entry(doc: Mapping[str, Any], file_name: str, app: str, vocab_file: st
             image.update(pixel_buffer=True, normalisation="in the model (Core ML image input takes 0..255 pixels)",
                          scale=1.0, mean=[0.0] * image["channels"], std=[1.0] * image["channels"])
     else:
-        image = _image_block(inputs, doc.get("preprocessing"), where)
+        image = _image_block(inputs, doc.preprocessing, where)
     text = None if image else _text_block(inputs, vocab_file)
     if image:
         inputs[image["input"]]["role"] = "image"
@@ -343,33 +331,38 @@ def model_entry(doc: Mapping[str, Any], file_name: str, app: str, vocab_file: st
         _output_roles(outputs, None, "text")
     for spec in outputs:
         spec["pooling"] = ("mean" if len(spec["shape"]) == 3 else "none") if spec["role"] == "embedding" else None
-    details = doc.get("target_details") or {}
-    parity = doc.get("parity")
+    details = doc.target_details
+    try:
+        state = doc.state_links()
+    except ManifestError as exc:
+        raise DataError(f"{where}: {exc}") from None
     return {
         "id": Path(file_name).stem,
         "file": file_name,
         "manifest_file": file_name + manifest_mod.MANIFEST_SUFFIX,
-        "name": doc["name"],
-        "target": doc["target"],
+        "name": doc.name,
+        "target": doc.target,
         "format": fmt,
         "runtime": app_runtime(app, file_name),
-        "precision": doc.get("precision"),
-        "io": doc.get("io", "float"),
+        "precision": doc.precision,
+        "io": doc.io,
         "task": task,
-        "size_bytes": doc.get("size_bytes"),
-        "sha256": doc.get("sha256"),
-        "flops": doc.get("flops"),
-        "status": doc.get("status"),
+        "size_bytes": doc.size_bytes,
+        "sha256": doc.sha256,
+        "flops": doc.flops,
+        "status": doc.status,
         "signature": details.get("signature"),
         "method": details.get("method") or "forward",
         "inputs": inputs,
         "outputs": outputs,
-        "dynamic_axes": doc.get("dynamic_axes") or [],
+        # output i of one step is fed back to input j of the next (a stateful model's h, c or cache)
+        "state": [{"output": link["output"], "input": link["input"]} for link in state],
+        "dynamic_axes": doc.dynamic_axes,
         "image": image,
         "text": text,
         "labels": labels,
         "top_k": min(TOP_K, len(labels)) if labels else TOP_K,
-        "parity": parity,
+        "parity": doc.parity,
     }
 
 

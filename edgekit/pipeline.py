@@ -99,6 +99,7 @@ def convert(
     target_names = resolve_targets(options.targets)
     if not target_names:
         raise UsageError("no installed target: pip install 'edgekit[all]'")
+    preflight.check_target_option_names(options)
     plan = _plan(target_names, options)
     name = options.name or (Path(str(model)).stem if isinstance(model, (str, os.PathLike)) else "model")
     # everything that can be refused without the model is refused before loading it
@@ -127,6 +128,7 @@ def convert(
     verify_declarations(prepared, options)  # --output-role/--state/--tolerance names, before any work
 
     calib, eval_samples = _read_data(prepared.inputs, options, plan, reporter)
+    _quantize_shared(plan, prepared, options, calib, reporter)
     artifacts = []
     for target_obj, precision, error in plan:
         if error is None:
@@ -164,6 +166,7 @@ def _plan(target_names: Sequence[str], options: ConvertOptions):
                     f"the {name} target does not support --dynamic ({target_obj.dynamic_unsupported_reason}); "
                     "convert one fixed --input shape per size you need"
                 )
+            target_obj.read_settings(options, precision)  # its own options, typed: nothing loaded yet
             target_obj.require()
         except EdgekitError as exc:
             if len(target_names) == 1:
@@ -215,6 +218,30 @@ def _read_data(specs, options: ConvertOptions, plan, reporter: Reporter) -> tupl
     else:
         eval_samples = random_samples(specs, default_count, options.seed + 1)
     return calib, eval_samples
+
+
+def _quantize_shared(plan, prepared, options: ConvertOptions, calib: Samples | None, reporter: Reporter) -> None:
+    """Make the shared int8 program (edgekit.quantize.shared) once, before the targets that lower it,
+    so that its calibration search and mixed-precision search speak on the console (a target's
+    convert stage captures what runs inside it). A failure here is left to each target to raise."""
+    import time
+    import warnings
+
+    from edgekit.quantize.shared import int8_program
+
+    users = [t.name for t, p, error in plan if error is None and p == "int8" and getattr(t, "shared_int8", False)]
+    if not users or calib is None or not calib.samples:
+        return
+    reporter.info(f"int8 [{', '.join(users)}]: quantizing once for {'these targets' if len(users) > 1 else 'this target'}")
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            int8_program(prepared, calib.samples, options, reporter=reporter)
+    except Exception as exc:  # noqa: BLE001 - each target raises it again, typed, in its own row
+        log.debug("shared int8 program failed", exc_info=exc)
+        return
+    reporter.info(f"  quantize {time.perf_counter() - start:.1f}s")
 
 
 def _eval_memory_bound(specs, options: ConvertOptions) -> int:
@@ -291,6 +318,8 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
                 converted = target_obj.convert(prepared, precision, options, calib.samples if calib else None, str(stage))
             for warning in converted.warnings:
                 reporter.warn(warning)
+            quantization = _coverage(target_obj, converted, precision, reporter)
+            _check_integer_io(target_obj.name, converted, options)
             tolerance = options.tolerance_for(precision)
             runtime_version = None
             runtime = None
@@ -315,6 +344,8 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
             destination = Path(options.output_dir) / filename
             staged = Path(converted.path)
             doc = _manifest(target_obj, precision, prepared, options, converted, parity, calib, eval_samples, name, source, None, None, runtime_version)
+            if quantization:
+                doc["quantization"] = quantization
             # formats with a metadata slot carry their manifest (less its own size and digest, which
             # the embedding changes); the digest is taken after
             before = run_artifact(runtime, eval_samples.samples[0]) if runtime is not None else None
@@ -337,6 +368,32 @@ def _convert_one(target_obj, precision, prepared, options, calib, eval_samples, 
         target_obj.name, precision, parity.status, str(destination), str(manifest_mod.manifest_path(destination)),
         size, parity.to_dict(), doc, seconds=time.perf_counter() - start,
     )
+
+
+def _coverage(target_obj, converted, precision: str, reporter: Reporter) -> dict[str, Any] | None:
+    """What the artifact file really holds at its precision (manifest ``quantization``); refuses a
+    mostly-float --quantize int8 artifact, and warns about any other mostly-unquantized one."""
+    from edgekit.quantize.coverage import check_artifact
+
+    fmt = artifact_suffix(target_obj, converted.path).lstrip(".")
+    with captured_native_output(not reporter.verbose):
+        block, warning = check_artifact(converted.path, fmt, precision, target_obj.name, converted.details)
+    if warning:
+        reporter.warn(warning)
+    return block
+
+
+def _check_integer_io(target: str, converted, options: ConvertOptions) -> None:
+    """``--io int8`` is a promise to NPU and Edge TPU apps: every float input and output of the FILE
+    is integer (dtypes as its runtime reads them), or the artifact is not published."""
+    if options.io != "int8":
+        return
+    floats = [f"{kind} {s.name!r} ({s.dtype})" for kind, specs in (("input", converted.inputs), ("output", converted.outputs))
+              for s in specs if str(s.dtype).startswith(("float", "bfloat"))]
+    if floats:
+        raise ConversionError(f"{target} --io int8: {', '.join(floats)} stay{'s' if len(floats) == 1 else ''} float "
+                              "in the artifact; not published as integer I/O", hint="use --io float, or declare that "
+                              "input/output integer in the model (a float tensor the int8 program leaves unquantized)")
 
 
 def _as_edgekit_error(exc: BaseException, prepared, target: str, output_dir: str) -> EdgekitError:

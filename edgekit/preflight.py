@@ -30,6 +30,20 @@ def check_calibration_given(plan, options: ConvertOptions) -> None:
         )
 
 
+def check_target_option_names(options: ConvertOptions) -> None:
+    """``target_options`` is keyed by target name: a key naming no target, or an alias, would be
+    silently ignored, so it is refused (each target checks its own keys: Target.read_settings)."""
+    from edgekit.registry import canonical
+
+    for key in options.target_options:
+        try:
+            name = canonical(str(key))
+        except UsageError as exc:
+            raise UsageError(f"target_options: {exc}") from None
+        if name != key:
+            raise UsageError(f"target_options[{key!r}]: key it by the target's name, {name!r}")
+
+
 def expected_suffix(target_obj, options: ConvertOptions) -> str:
     """The suffix a target will write, known before converting: its main one, or the one a
     ``format`` option names (Core ML's --format mlmodel)."""

@@ -7,6 +7,7 @@ the row means (roles other than the obvious, NaN/Inf, stateful steps) follow in 
 """
 from __future__ import annotations
 
+from edgekit.quantize.coverage import summary_cell
 from edgekit.ui import fmt, human_size, table
 
 _LEGEND = {
@@ -54,6 +55,21 @@ def output_notes(parity: dict) -> list[str]:
     return notes
 
 
+def mixed_note(block: dict | None) -> str | None:
+    """One line when automatic mixed precision searched: what it kept, or the best it found."""
+    mixed = (block or {}).get("mixed_precision") or {}
+    if not mixed.get("searched"):
+        return None
+    final = mixed.get("final") or {}
+    score = f"cosine {fmt(final.get('cosine'), '.6f')}" + (f", top-1 {final['top1']:.3f}" if final.get("top1") is not None else "")
+    layers = ", ".join(k.get("module_path") or k.get("node") for k in mixed.get("kept") or [])
+    if mixed.get("shipped") == "mixed":
+        return (f"mixed precision kept {len(mixed['kept'])} layer{'s' if len(mixed['kept']) != 1 else ''} float ({layers}; "
+                f"{100 * mixed.get('weight_share', 0):.1f}% of weights) for {score} on {mixed.get('heldout_samples')} held-back samples")
+    return (f"mixed precision found no mix within the budget that meets the tolerance; best: {layers or 'none'} float, "
+            f"{score} (manifest: quantization.mixed_precision)")
+
+
 def render_convert(artifacts) -> str:
     rows = []
     notes = []
@@ -68,10 +84,14 @@ def render_convert(artifacts) -> str:
                 fmt(parity.get("cosine"), ".6f"),
                 top1_cell(parity),
                 data,
+                summary_cell((getattr(art, "manifest", None) or {}).get("quantization")),
                 art.status.upper() if art.status in ("failed", "error") else art.status,
                 art.path or art.error,
             ]
         )
+        mixed = mixed_note((getattr(art, "manifest", None) or {}).get("quantization"))
+        if mixed:
+            notes.append(f"{art.target} [{art.precision}]: {mixed}")
         details = output_notes(parity) if parity.get("outputs") else []
         if details:
             notes.append(f"{art.target} [{art.precision}]: " + "; ".join(details))
@@ -81,7 +101,7 @@ def render_convert(artifacts) -> str:
             notes.append(f"{art.target} [{art.precision}]: verified by {verification['summary']}")
         if art.status in ("failed", "unverified") and parity.get("reasons"):
             notes.append(f"{art.target} [{art.precision}]: " + "; ".join(parity["reasons"]))
-    text = table(["target", "precision", "size", "cosine", "top-1", "inputs", "status", "artifact"], rows)
+    text = table(["target", "precision", "size", "cosine", "top-1", "inputs", "quantized", "status", "artifact"], rows)
     for mark, line in _LEGEND.items():
         if any(r[4].endswith(mark) for r in rows):
             notes.append(line)

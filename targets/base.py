@@ -102,36 +102,81 @@ class ConvertedArtifact:
     extra_files: list[str] = field(default_factory=list)
 
 
-def choice(default: Any, choices: Sequence[Any], flag: str) -> Any:
-    """A settings field that only takes one of ``choices``; ``flag`` names it in messages."""
-    return field(default=default, metadata={"choices": tuple(choices), "flag": flag})
+def choice(default: Any, choices: Sequence[Any], flag: str, *, lower: bool = False) -> Any:
+    """A settings field that only takes one of ``choices``; ``flag`` names it in messages
+    (``lower``: text is compared and kept lower-cased)."""
+    return field(default=default, metadata={"kind": "choice", "choices": tuple(choices), "flag": flag, "lower": lower})
+
+
+def number(default: int, flag: str, *, minimum: int | None = None, maximum: int | None = None) -> Any:
+    """A whole-number settings field within [minimum, maximum]."""
+    return field(default=default, metadata={"kind": "number", "flag": flag, "minimum": minimum, "maximum": maximum})
+
+
+def switch(default: bool, flag: str) -> Any:
+    """A true/false settings field."""
+    return field(default=default, metadata={"kind": "switch", "flag": flag})
 
 
 @dataclass(frozen=True)
 class TargetSettings:
     """The base of a target's own options: a frozen dataclass built once from
-    ``ConvertOptions.target_options[<target>]`` (the CLI fills that dict from the target's flags).
+    ``ConvertOptions.target_options[<target>]`` (the CLI fills that dict from the target's flags,
+    a pipeline file from its ``[convert.options.<target>]`` table, library callers pass a dict).
 
-    Unknown keys and values outside a field's ``choices`` are refused with the valid ones listed;
-    a subclass adds cross-field rules in ``validate``."""
+    Unknown keys and values outside a field's declared range are refused with the valid ones listed;
+    ``None`` means "not given" (the default). A subclass adds cross-field rules in ``validate`` and
+    rules that depend on the precision in ``check_precision``. Nothing here imports a framework: the
+    pipeline builds every target's settings before it loads the model."""
 
     @classmethod
-    def from_options(cls, values: Mapping[str, Any], target: str):
+    def from_options(cls, values: Mapping[str, Any], target: str, precision: str | None = None):
         names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
+        given = {k: v for k, v in dict(values or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(names), key=str)
         if unknown:
-            raise UsageError(f"the {target} target has no option {', '.join(map(repr, unknown))}; its options: {', '.join(names) or 'none'}")
-        for f in dataclasses.fields(cls):
-            choices = f.metadata.get("choices")
-            if f.name in values and choices is not None and values[f.name] not in choices:
-                flag = f.metadata.get("flag", f.name)
-                raise UsageError(f"{flag} {values[f.name]!r}: choose one of {', '.join(map(str, choices))}")
-        settings = cls(**values)
+            import difflib
+
+            close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"the {target} target has no option {', '.join(map(repr, unknown))}{guess}; "
+                             f"its options: {', '.join(names) or 'none'}")
+        checked = {f.name: _checked(f, given[f.name]) for f in dataclasses.fields(cls) if f.name in given}
+        settings = cls(**checked)
         settings.validate()
+        if precision is not None:
+            settings.check_precision(precision)
         return settings
 
     def validate(self) -> None:
         """Cross-field checks; raise UsageError. Default: none."""
+
+    def check_precision(self, precision: str) -> None:
+        """Checks that depend on --quantize; raise UsageError. Default: none."""
+
+
+def _checked(f: dataclasses.Field, value: Any) -> Any:
+    """One given value against its field's declaration (choice / number / switch); UsageError says
+    what the field takes."""
+    meta = f.metadata
+    flag = meta.get("flag", f.name)
+    kind = meta.get("kind")
+    if kind == "choice":
+        if meta.get("lower") and isinstance(value, str):
+            value = value.lower()
+        if value not in meta["choices"]:
+            raise UsageError(f"{flag} {value!r}: choose one of {', '.join(map(str, meta['choices']))}")
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{flag} takes a whole number, not {value!r}")
+        low, high = meta.get("minimum"), meta.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"from {low} to {high}" if low is not None and high is not None else (
+                f"at least {low}" if low is not None else f"at most {high}")
+            raise UsageError(f"{flag} {value}: must be {span}")
+    elif kind == "switch" and not isinstance(value, bool):
+        raise UsageError(f"{flag} takes true or false, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -165,6 +210,9 @@ class Target(abc.ABC):
     extra_suffixes: ClassVar[tuple[str, ...]] = ()
     precisions: ClassVar[tuple[str, ...]]
     default_precision: ClassVar[str] = "none"
+    #: --quantize int8 lowers the shared PT2E program (edgekit.quantize.shared): the pipeline makes it
+    #: once, with its mixed-precision search on the console, before the first such target converts
+    shared_int8: ClassVar[bool] = False
     #: model I/O types the target can emit with --io ("float": quantize/dequantize inside the model)
     io_types: ClassVar[tuple[str, ...]] = ("float",)
     #: what its artifacts need on a device (runner, board Python module, sample apps)
@@ -173,6 +221,8 @@ class Target(abc.ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: its options as a typed object (targets/<name>/settings.py); none by default
+    settings_class: ClassVar[type[TargetSettings]] = TargetSettings
     #: whether --dynamic axes are honoured; when not, the reason a user sees (checked before any work)
     supports_dynamic: ClassVar[bool] = False
     dynamic_unsupported_reason: ClassVar[str] = "this target exports fixed shapes"
@@ -208,6 +258,12 @@ class Target(abc.ABC):
         missing = cls.missing()
         if missing:
             raise MissingDependencyError(f"the {cls.name} target needs {', '.join(missing)}, which", cls.extra)
+
+    @classmethod
+    def read_settings(cls, options: "ConvertOptions", precision: str | None = None) -> Any:
+        """This target's options as its typed settings; UsageError naming the valid keys or values.
+        The pipeline calls it for every planned target before loading the model, convert again."""
+        return cls.settings_class.from_options(options.options_for(cls.name), cls.name, precision)
 
     @classmethod
     def add_arguments(cls, parser) -> None:  # argparse group of this target's own flags

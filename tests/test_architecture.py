@@ -70,6 +70,7 @@ class ToyTarget(Target):
     extra = "toy"
     description = "a toy format for the architecture test"
     on_device = OnDevice("Toy", python_module="torch")
+    settings_class = ToySettings
 
     @classmethod
     def add_arguments(cls, parser):
@@ -82,7 +83,7 @@ class ToyTarget(Target):
     def convert(self, model, precision, options, calibration, workdir):
         import torch
 
-        settings = ToySettings.from_options(options.options_for("toy"), "toy")
+        settings = self.read_settings(options, precision)
         path = os.path.join(workdir, "model.toy")
         torch.export.save(model.exported_program(), path)
         runtime = ToyRuntime().load(path)
@@ -177,11 +178,11 @@ def test_unknown_target_lists_plugins_too(plugin_env):
 
 def test_every_builtin_target_declares_the_interface():
     from edgekit.registry import TARGETS, get_target_class
-    from edgekit.targets.base import OnDevice, Target
+    from edgekit.targets.base import OnDevice, Target, TargetSettings
 
     for name in TARGETS:
         cls = get_target_class(name)
-        assert issubclass(cls, Target)
+        assert issubclass(cls, Target) and issubclass(cls.settings_class, TargetSettings)
         assert isinstance(cls.on_device, OnDevice), name
         assert cls.suffix.startswith(".") and cls.default_precision in cls.precisions
         assert set(cls.on_device.apps) <= {"android", "ios"}

@@ -291,12 +291,10 @@ def section_files() -> list[str]:
     return out
 
 
-def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
-    checks = judge(doc)
-    images = plots(doc, plot_folder)
-    rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(md_path)))  # noqa: E731
+def _header(doc: dict) -> list[str]:
+    """Title, provenance (command, date, machine, versions) and how each column is measured."""
     m = doc["machine"]
-    out = [
+    return [
         "# edgekit on real models, beside the libraries called directly",
         "",
         "Written by `python -m benchmarks` (benchmarks/__main__.py); do not edit by hand.",
@@ -320,6 +318,54 @@ def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
         "edgekit's includes loading the data, the shared export and its verification",
         "",
     ]
+
+
+def _target_all_section(doc: dict, images, plot_folder: str, rel) -> list[str]:
+    """`edgekit convert --target all` against each library directly, in fresh processes."""
+    if not doc.get("target_all"):
+        return []
+    out = ["## `edgekit convert --target all` against each library directly", "",
+            "Fresh processes (imports and model loading counted, as a user pays them). edgekit converts to every "
+            "installed target at each target's default precision and verifies each artifact (its defaults); the "
+            "direct side is `python -m benchmarks.suite.direct` once per target with the same precision.", "",
+            "| model | edgekit --target all | direct, summed | ratio | --no-verify (ratio) | per target (direct) | edgekit statuses |",
+            "|---|---|---|---|---|---|---|"]
+    for e in doc["target_all"]:
+        if e.get("error"):
+            out.append(f"| {e['model']} | error: {e['error'][:200]} | | | | | |")
+            continue
+        per = ", ".join(f"{k} {v:.0f} s" for k, v in e["direct_s"].items())
+        statuses = ", ".join(f"{k} {v}" for k, v in e["statuses"].items())
+        noverify = f"{e['edgekit_noverify_s']:.0f} s ({e['ratio_noverify']:.2f})" if e.get("edgekit_noverify_s") else "not in this run"
+        out.append(f"| {e['model']} | {e['edgekit_s']:.0f} s | {e['direct_sum_s']:.0f} s | {e['ratio']:.2f} | {noverify} | {per} | {statuses} |")
+    image = os.path.join(plot_folder, "target_all.png")
+    if image in images:
+        out += ["", f"![target all]({rel(image)})"]
+    out.append("")
+    return out
+
+
+def _recipes_section(doc: dict) -> list[str]:
+    """What \"the library directly\" means in each row of the tables."""
+    out = ["## The direct recipes", "", "What \"the library directly\" means in each row: its documented entry point with "
+            "its defaults, on the same model, example inputs and calibration samples.", "",
+            "| target | precision | recipe |", "|---|---|---|"]
+    from benchmarks.suite.cases import DIRECT_MISSING
+    from benchmarks.suite.direct import RECIPES
+
+    used = list(dict.fromkeys((r["target"], r["precision"]) for m in doc["models"] for r in m["rows"]))
+    for key in used:
+        recipe = RECIPES.get(key) or (f"none: {DIRECT_MISSING[key]}" if key in DIRECT_MISSING else "none")
+        out.append(f"| {key[0]} | {key[1]} | {recipe} |")
+    out.append("")
+    return out
+
+
+def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
+    checks = judge(doc)
+    images = plots(doc, plot_folder)
+    rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(md_path)))  # noqa: E731
+    out = _header(doc)
     if doc.get("quick"):
         out += ["**Quick run (--quick): reduced data, not the published numbers.**", ""]
     out += ["## Targets", "", "| check | where | value | |", "|---|---|---|---|"]
@@ -345,41 +391,13 @@ def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
         if image in images:
             out += ["", f"![{model['name']}]({rel(image)})"]
         out.append("")
-    if doc.get("target_all"):
-        out += ["## `edgekit convert --target all` against each library directly", "",
-                "Fresh processes (imports and model loading counted, as a user pays them). edgekit converts to every "
-                "installed target at each target's default precision and verifies each artifact (its defaults); the "
-                "direct side is `python -m benchmarks.suite.direct` once per target with the same precision.", "",
-                "| model | edgekit --target all | direct, summed | ratio | --no-verify (ratio) | per target (direct) | edgekit statuses |",
-                "|---|---|---|---|---|---|---|"]
-        for e in doc["target_all"]:
-            if e.get("error"):
-                out.append(f"| {e['model']} | error: {e['error'][:200]} | | | | | |")
-                continue
-            per = ", ".join(f"{k} {v:.0f} s" for k, v in e["direct_s"].items())
-            statuses = ", ".join(f"{k} {v}" for k, v in e["statuses"].items())
-            noverify = f"{e['edgekit_noverify_s']:.0f} s ({e['ratio_noverify']:.2f})" if e.get("edgekit_noverify_s") else "not in this run"
-            out.append(f"| {e['model']} | {e['edgekit_s']:.0f} s | {e['direct_sum_s']:.0f} s | {e['ratio']:.2f} | {noverify} | {per} | {statuses} |")
-        image = os.path.join(plot_folder, "target_all.png")
-        if image in images:
-            out += ["", f"![target all]({rel(image)})"]
-        out.append("")
+    out += _target_all_section(doc, images, plot_folder, rel)
     failing = doc.get("failing_check")
     if failing:
         out += ["## A precision that misses parity is not shipped as passed", "",
                 f"`{failing['command']}`", "", f"exit code {failing['exit_code']}; edgekit printed:", "", "```",
                 *failing.get("output", "").strip().splitlines()[-12:], "```", ""]
-    out += ["## The direct recipes", "", "What \"the library directly\" means in each row: its documented entry point with "
-            "its defaults, on the same model, example inputs and calibration samples.", "",
-            "| target | precision | recipe |", "|---|---|---|"]
-    from benchmarks.suite.cases import DIRECT_MISSING
-    from benchmarks.suite.direct import RECIPES
-
-    used = list(dict.fromkeys((r["target"], r["precision"]) for m in doc["models"] for r in m["rows"]))
-    for key in used:
-        recipe = RECIPES.get(key) or (f"none: {DIRECT_MISSING[key]}" if key in DIRECT_MISSING else "none")
-        out.append(f"| {key[0]} | {key[1]} | {recipe} |")
-    out.append("")
+    out += _recipes_section(doc)
     out += section_files()
     with open(md_path + ".tmp", "w", encoding="utf-8") as fh:
         fh.write("\n".join(out))

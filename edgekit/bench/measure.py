@@ -50,20 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_manifest(artifact: str) -> dict | None:
-    from edgekit.manifest import manifest_path
+def read_manifest(artifact: str):
+    """The typed manifest beside the artifact (edgekit.manifest_schema.Manifest), None when there is
+    none; one this edgekit cannot read (damaged, unknown major version) fails the measurement."""
+    from edgekit.manifest import ManifestError, beside
 
-    path = manifest_path(artifact)
-    if not path.exists():
-        return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+        return beside(artifact)
+    except ManifestError as exc:
+        raise MeasureFailure("error", str(exc)) from None
 
 
-def artifact_section(artifact: str, manifest: dict | None, target_name: str) -> dict:
+def artifact_section(artifact: str, manifest, target_name: str) -> dict:
     from edgekit.manifest import file_digest
 
     size, sha = file_digest(artifact)
@@ -71,23 +69,23 @@ def artifact_section(artifact: str, manifest: dict | None, target_name: str) -> 
         "path": artifact,
         "name": os.path.basename(artifact.rstrip("/")),
         "target": target_name,
-        "precision": (manifest or {}).get("precision"),
+        "precision": manifest.precision if manifest else None,
         "size_bytes": size,
         "sha256": sha,
     }
 
 
-def _input_specs(runtime, manifest: dict | None):
+def _input_specs(runtime, manifest):
     """The runtime's own input specs; a non-positive (dynamic) dimension takes the manifest's size."""
     specs = runtime.inputs()
-    declared = (manifest or {}).get("inputs") or []
+    declared = manifest.inputs if manifest else []
     if len(declared) != len(specs):
         return specs
     from edgekit.targets.base import TensorSpec
 
     fixed = []
     for spec, entry in zip(specs, declared):
-        shape = tuple(d if d > 0 else int(m) for d, m in zip(spec.shape, entry.get("shape", spec.shape)))
+        shape = tuple(d if d > 0 else int(m) for d, m in zip(spec.shape, entry.shape))
         fixed.append(TensorSpec(spec.name, shape, spec.dtype, spec.scale, spec.zero_point))
     return fixed
 
@@ -112,14 +110,14 @@ def random_inputs(specs, seed: int) -> list:
     return sample
 
 
-def data_inputs(source: str, specs, manifest: dict | None, limit: int) -> list[list]:
+def data_inputs(source: str, specs, manifest, limit: int) -> list[list]:
     """Real samples from --data, quantized where the artifact takes integer inputs."""
     from edgekit.data import load_samples
     from edgekit.options import InputSpec
     from edgekit.verify import quantize_input
 
     model_specs = [InputSpec(s.name, tuple(s.shape), "float32" if s.scale is not None else s.dtype) for s in specs]
-    prep = (manifest or {}).get("preprocessing") or {}
+    prep = (manifest.preprocessing if manifest else None) or {}
     samples = load_samples(
         source, model_specs, limit=limit, flag="--data",
         image_size=tuple(prep["image_size"]) if prep.get("image_size") else None,
@@ -168,9 +166,45 @@ def measure(args) -> dict:
         samples = data_inputs(args.data, specs, manifest, limit=max(1, args.runs))
     else:
         samples = [random_inputs(specs, args.seed)]
-        if (manifest or {}).get("decoder"):  # token and position 0: valid for any vocabulary and cache
+        if manifest and manifest.decoder:  # token and position 0: valid for any vocabulary and cache
             samples = [[x * 0 if x.dtype.kind in "iu" else x for x in samples[0]]]
 
+    times_ms, first_ms = _time_runs(runtime, samples, args)
+    timings = summarize(times_ms)
+    timings.update({"load": load_ms, "first": first_ms})
+
+    from edgekit.bench.peak import compute_section
+
+    memory = _memory_section(runtime, runtime_modules)
+    flops = manifest.flops if manifest else None
+    runtime_section = _runtime_section(runtime)
+    record = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "kind": schema.RESULT_KIND,
+        "artifact": art,
+        "device": {"id": "host", "kind": "host", **describe_machine()},
+        "runtime": runtime_section,
+        "device_state": {**device_state(), "runtime": " ".join(x for x in (runtime_section["name"], runtime_section["version"]) if x),
+                         "delegate": runtime_section["delegate"]},
+        "settings": settings,
+        "timings_ms": timings,
+        "throughput_ips": throughput(timings["mean"]),
+        "memory": memory,
+        "compute": compute_section(flops if isinstance(flops, int) else None, timings["p50"], args.threads, not args.no_peak),
+        "parity": manifest.parity if manifest else None,
+        **_generation(runtime, manifest),
+        "status": "ok",
+        "error": None,
+        "environment": schema.environment(),
+        "samples_ms": times_ms,
+        "warnings": warnings,
+    }
+    return schema.parse_result(record)
+
+
+def _time_runs(runtime, samples: list, args) -> tuple[list[float], float]:
+    """(per-run milliseconds, the first run's milliseconds): one first run, --warmup untimed runs,
+    then --runs timed ones, continued until --min-time has passed."""
     clock = time.perf_counter
     t0 = clock()
     runtime.run(samples[0])
@@ -186,54 +220,32 @@ def measure(args) -> dict:
         runtime.run(feeds)
         times_ms.append((clock() - t0) * 1e3)
         i += 1
-    timings = summarize(times_ms)
-    timings.update({"load": load_ms, "first": first_ms})
+    return times_ms, first_ms
 
+
+def _memory_section(runtime, runtime_modules: list[str]) -> dict:
+    """Peak RSS of this process, the baseline of a child that imports the same runtime modules but
+    loads no model, their difference, and the runtime's planned arena where it tells."""
     from edgekit.bench.memory import baseline_rss_bytes, peak_rss_bytes
-    from edgekit.bench.peak import compute_section
 
     peak = peak_rss_bytes()
     baseline = baseline_rss_bytes(runtime_modules)
     arena = getattr(runtime, "arena_bytes", None)
-    memory = {
+    return {
         "peak_rss_bytes": peak,
         "baseline_rss_bytes": baseline,
         "model_rss_bytes": max(0, peak - baseline) if peak is not None and baseline is not None else None,
         "arena_bytes": arena() if callable(arena) else None,
     }
-    flops = (manifest or {}).get("flops")
-    runtime_section = _runtime_section(runtime)
-    record = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "kind": schema.RESULT_KIND,
-        "artifact": art,
-        "device": {"id": "host", "kind": "host", **describe_machine()},
-        "runtime": runtime_section,
-        "device_state": {**device_state(), "runtime": " ".join(x for x in (runtime_section["name"], runtime_section["version"]) if x),
-                         "delegate": runtime_section["delegate"]},
-        "settings": settings,
-        "timings_ms": timings,
-        "throughput_ips": throughput(timings["mean"]),
-        "memory": memory,
-        "compute": compute_section(flops if isinstance(flops, int) else None, timings["p50"], args.threads, not args.no_peak),
-        "parity": (manifest or {}).get("parity"),
-        **_generation(runtime, manifest),
-        "status": "ok",
-        "error": None,
-        "environment": schema.environment(),
-        "samples_ms": times_ms,
-        "warnings": warnings,
-    }
-    return schema.parse_result(record)
 
 
-def _generation(runtime, manifest: dict | None) -> dict:
+def _generation(runtime, manifest) -> dict:
     """A decoder step (its manifest has "decoder"): prefill and decode tokens per second."""
-    if not (manifest or {}).get("decoder"):
+    if not (manifest and manifest.decoder):
         return {}
     from edgekit.generate import bench_generation
 
-    return {"generation": bench_generation(runtime, manifest)}
+    return {"generation": bench_generation(runtime, manifest.to_dict())}
 
 
 def _new_runtime_modules() -> list[str]:
@@ -252,19 +264,23 @@ def _runtime_section(runtime) -> dict:
 def failure_record(args, status: str, message: str) -> dict:
     """A record for an artifact this process could not measure."""
     artifact = os.path.abspath(args.artifact or "")
-    manifest = read_manifest(artifact) if os.path.exists(artifact) else None
+    try:
+        manifest = read_manifest(artifact) if os.path.exists(artifact) else None
+    except MeasureFailure:  # the failure being recorded may be this very manifest
+        manifest = None
     size = os.path.getsize(artifact) if os.path.isfile(artifact) else 0
     art = {
         "path": artifact, "name": os.path.basename(artifact.rstrip("/")),
-        "target": (manifest or {}).get("target") or os.path.splitext(artifact)[1].lstrip(".") or "unknown",
-        "precision": (manifest or {}).get("precision"), "size_bytes": size, "sha256": (manifest or {}).get("sha256"),
+        "target": (manifest.target if manifest else None) or os.path.splitext(artifact)[1].lstrip(".") or "unknown",
+        "precision": manifest.precision if manifest else None, "size_bytes": size,
+        "sha256": manifest.sha256 if manifest else None,
     }
     settings = {
         "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "min_time_s": args.min_time,
         "inputs": args.data or "random", "runner": "python",
     }
     device = {"id": "host", "kind": "host", **describe_machine()}
-    return schema.empty_record(art, device, settings, status, message, parity=(manifest or {}).get("parity"))
+    return schema.empty_record(art, device, settings, status, message, parity=manifest.parity if manifest else None)
 
 
 def _write(path: str | None, record: dict) -> None:

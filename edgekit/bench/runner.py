@@ -16,7 +16,7 @@ from typing import Sequence
 from edgekit.bench import strategies
 from edgekit.bench.devices import Device, DeviceFault, parse_device
 from edgekit.bench.settings import DEFAULT_TIMEOUT_S, BenchSettings
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.errors import DataError, EdgekitError, UsageError
 
 #: statuses after which a device is not asked again in this run
 _DEVICE_LOST = ("unreachable", "unauthorized")
@@ -55,6 +55,7 @@ class Progress:
 
 
 def _check_artifacts(artifacts: Sequence[str]) -> list[str]:
+    from edgekit.manifest import ManifestError, beside
     from edgekit.registry import target_for_artifact
 
     if not artifacts:
@@ -64,6 +65,10 @@ def _check_artifacts(artifacts: Sequence[str]) -> list[str]:
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such artifact")
         target_for_artifact(path)  # an unknown suffix is a usage error before anything runs
+        try:  # a manifest this edgekit cannot read is refused now, not guessed from on a device
+            beside(path)
+        except ManifestError as exc:
+            raise DataError(str(exc)) from None
         paths.append(path)
     return paths
 

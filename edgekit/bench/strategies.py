@@ -42,15 +42,20 @@ def runners_dir(abi: str) -> Path:
     return cache_dir() / "runners" / abi
 
 
-def read_manifest(artifact: str) -> dict | None:
-    from edgekit.manifest import manifest_path
+def read_manifest(artifact: str):
+    """The typed manifest beside the artifact, or None. runner.check_artifacts has refused, before
+    anything ran, a manifest this edgekit cannot read; a fault record never fails on one."""
+    from edgekit.manifest import ManifestError, beside
 
-    path = manifest_path(artifact)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        return beside(artifact)
+    except ManifestError:
         return None
+
+
+def _parity(artifact: str) -> dict | None:
+    manifest = read_manifest(artifact)
+    return manifest.parity if manifest else None
 
 
 def artifact_info(artifact: str) -> dict:
@@ -58,13 +63,13 @@ def artifact_info(artifact: str) -> dict:
     from edgekit.manifest import file_digest
     from edgekit.registry import target_for_artifact
 
-    manifest = read_manifest(artifact) or {}
+    manifest = read_manifest(artifact)
     size, sha = file_digest(artifact) if os.path.exists(artifact) else (0, None)
     return {
         "path": os.path.abspath(artifact),
         "name": os.path.basename(artifact.rstrip("/")),
-        "target": manifest.get("target") or target_for_artifact(artifact).name,
-        "precision": manifest.get("precision"),
+        "target": manifest.target if manifest else target_for_artifact(artifact).name,
+        "precision": manifest.precision if manifest else None,
         "size_bytes": size,
         "sha256": sha,
     }
@@ -74,14 +79,14 @@ def fault_record(artifact: str, device: Device, device_info: dict, fault: Device
                  settings: BenchSettings) -> dict:
     record = schema.empty_record(
         artifact_info(artifact), {"id": device.id, "kind": device.kind, **device_info},
-        settings.as_record(runner), fault.status, fault.message, parity=(read_manifest(artifact) or {}).get("parity"),
+        settings.as_record(runner), fault.status, fault.message, parity=_parity(artifact),
     )
     record["warnings"] = []
     return record
 
 
-def _compute(manifest: dict | None, p50_or_mean: float | None) -> dict:
-    flops = (manifest or {}).get("flops")
+def _compute(manifest, p50_or_mean: float | None) -> dict:
+    flops = manifest.flops if manifest else None
     section = {"flops": flops if isinstance(flops, int) else None, "gflops_per_s": None, "peak_gflops": None, "peak_share": None}
     if section["flops"] and p50_or_mean:
         section["gflops_per_s"] = section["flops"] / (p50_or_mean * 1e-3) / 1e9
@@ -224,7 +229,7 @@ class NativeRunner(Strategy):
             "throughput_ips": throughput(timings["mean"]),
             "memory": parsed["memory"],
             "compute": _compute(manifest, timings["p50"] or timings["mean"]),
-            "parity": (manifest or {}).get("parity"),
+            "parity": manifest.parity if manifest else None,
             "status": "ok", "error": None,
             "environment": schema.environment(),
             "warnings": warnings,
@@ -385,7 +390,7 @@ def _adopt(record: dict, device: Device, artifact: str) -> dict:
     if record["status"] != "ok" and record.get("error"):
         record["error"] = f"{device.id}: {record['error']}"
     if record.get("parity") is None:
-        record["parity"] = (read_manifest(artifact) or {}).get("parity")
+        record["parity"] = _parity(artifact)
     record.setdefault("warnings", [])
     return schema.parse_result(record)
 

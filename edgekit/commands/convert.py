@@ -44,6 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--int8-calibration", choices=CALIBRATIONS, default="auto",
                    help="--quantize int8 activation ranges: auto (default: try histogram, minmax and percentile, keep "
                    "the one that agrees best with the float model on held-back calibration samples) or one observer")
+    p.add_argument("--mixed-precision", default="auto", metavar="auto|off|weights=W,flops=F",
+                   help="--quantize int8: when int8 misses the tolerance on held-back calibration samples, keep the "
+                   "fewest layers float that meet it (auto, default: at most 6.7%% of weights and 10%% of FLOPs float); "
+                   "off, or your own budget as shares")
     p.add_argument("--eval-data", metavar="PATH", help="inputs for verification (same formats as --calibration)")
     p.add_argument("--eval-samples", type=int, default=None, metavar="N",
                    help="verification samples (default: all of --eval-data, else 32 held-back or random)")
@@ -106,32 +110,27 @@ def options_from_args(args) -> dict:
         if values:
             target_options[name] = values
     return dict(
-        io=args.io,
-        calibration_samples=args.calibration_samples,
+        _same(args, "io", "calibration_samples", "eval_data", "eval_samples", "color_layout", "tolerance", "state_steps",
+              "strict", "decoder", "threads", "seed", "name", "overwrite"),
         int8_calibration=getattr(args, "int8_calibration", "auto"),
-        eval_data=args.eval_data,
-        eval_samples=args.eval_samples,
+        mixed_precision=getattr(args, "mixed_precision", "auto"),
         image_size=_size(args.image_size) if args.image_size else None,
         mean=_floats(args.mean) if args.mean else None,
         std=_floats(args.std) if args.std else None,
-        color_layout=args.color_layout,
         labels=_labels(args.labels),
-        tolerance=args.tolerance,
         output_roles=parse_assignments(args.output_role, "--output-role"),
         state=parse_state(args.state),
-        state_steps=args.state_steps,
         verify=not args.no_verify,
-        strict=args.strict,
-        decoder=args.decoder,
         dynamic=tuple(DynamicAxis.parse(d) for d in args.dynamic),
-        threads=args.threads,
-        seed=args.seed,
         output_dir=args.output,
-        name=args.name,
-        overwrite=args.overwrite,
         target_options=target_options,
         command_line="edgekit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+
+
+def _same(args, *names: str) -> dict:
+    """Flags whose parsed value is the ConvertOptions field of the same name, as they are."""
+    return {name: getattr(args, name) for name in names}
 
 
 def exit_code(artifacts, strict: bool) -> int:
@@ -162,12 +161,8 @@ def _convert(convert, args, reporter):
     return convert(
         args.model,
         target=args.target or [DEFAULT_TARGET],
-        quantize=args.quantize,
-        calibration=args.calibration,
         inputs=args.input,
-        arch=args.arch,
-        model_factory=args.model_factory,
-        trust_pickle=args.trust_pickle,
         reporter=reporter,
+        **_same(args, "quantize", "calibration", "arch", "model_factory", "trust_pickle"),
         **options_from_args(args),
     )

@@ -25,9 +25,8 @@ def run(args) -> int:
     target = target_for_artifact(args.artifact)
     target.require()
     info = read_artifact(target, args.artifact)
-    mpath = manifest_mod.manifest_path(args.artifact)
-    if mpath.exists():
-        info["manifest"] = _manifest_summary(manifest_mod, mpath)
+    if manifest_mod.manifest_path(args.artifact).exists():
+        info["manifest"] = _manifest_summary(manifest_mod, args.artifact)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -46,12 +45,29 @@ def run(args) -> int:
         print(f"  {t['name'][:70]:70s} {t['dtype']:6s} {t.get('granularity', '')}")
     if len(quantized) > 20:
         print(f"  ... and {len(quantized) - 20} more (--json lists all)")
-    if "manifest" in info and "error" in info["manifest"]:
-        print(f"\nmanifest: {info['manifest']['error']}")
-    elif "manifest" in info:
-        m = info["manifest"]
-        print(f"\nmanifest: precision {m['precision']}, io {m['io']}, status {m['status']}, cosine {m['parity']['cosine']}, top-1 {m['parity']['top1']}")
+    if "manifest" in info:
+        print()
+        print("\n".join(_manifest_lines(info["manifest"])))
     return 0
+
+
+def _manifest_lines(m: dict) -> list[str]:
+    if "error" in m:
+        return [f"manifest: {m['error']}"]
+    lines = [f"manifest: precision {m['precision']}, io {m['io']}, status {m['status']}, "
+             f"cosine {m['parity']['cosine']}, top-1 {m['parity']['top1']}"]
+    coverage = m.get("coverage")
+    if coverage and coverage.get("weights_total"):
+        at = f" at {coverage['precision']}" if coverage.get("precision") else ""
+        left = f"; float: {', '.join(coverage['float_ops'])}" if coverage.get("float_ops") else ""
+        source = f" (counted in {coverage['source']})" if coverage.get("source") else ""
+        lines.append(f"quantization coverage: {100 * coverage['weight_share']:.1f}% of weights{at} "
+                     f"({coverage.get('weights_quantized')}/{coverage['weights_total']}), "
+                     f"{coverage.get('ops_quantized')}/{coverage.get('ops_total')} compute ops{left}{source}")
+    for link in m.get("state") or []:
+        lines.append(f"state: output {link['output']} ({link['output_name']}) feeds input {link['input']} "
+                     f"({link['input_name']}) at the next step")
+    return lines
 
 
 def read_artifact(target, path: str) -> dict:
@@ -78,15 +94,18 @@ def read_artifact(target, path: str) -> dict:
         raise ModelLoadError(f"{path}: cannot read as a {name}, corrupt or truncated? ({first_line(exc, 200)})") from exc
 
 
-def _manifest_summary(manifest_mod, mpath) -> dict:
-    """The manifest facts inspect shows; a damaged manifest beside the artifact is said, not fatal."""
+def _manifest_summary(manifest_mod, artifact) -> dict:
+    """The manifest facts inspect shows. A manifest this edgekit cannot read (damaged, unknown major
+    version) is refused in one line, and the artifact's own facts are still shown."""
     try:
-        doc = manifest_mod.read(mpath)
-        summary = {k: doc.get(k) for k in ("precision", "io", "status", "flops", "calibration")}
-        summary["parity"] = {k: (doc.get("parity") or {}).get(k) for k in ("cosine", "top1", "samples", "real_inputs")}
-        return summary
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
-        return {"error": f"{mpath}: unreadable manifest ({type(exc).__name__})", "parity": {}}
+        m = manifest_mod.beside(artifact)
+        return {
+            "precision": m.precision, "io": m.io, "status": m.status, "flops": m.flops, "calibration": m.calibration,
+            "parity": {k: (m.parity or {}).get(k) for k in ("cosine", "top1", "samples", "real_inputs")},
+            "coverage": m.coverage, "state": m.state_links(),
+        }
+    except manifest_mod.ManifestError as exc:
+        return {"error": f"{exc}; its facts are not shown"}
 
 
 def _q(spec) -> str:

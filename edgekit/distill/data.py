@@ -146,30 +146,9 @@ def _check(arrays: dict[str, Any], labels, specs: Sequence[InputSpec], source: s
 
 
 def _numpy(path: Path, specs: Sequence[InputSpec], flag: str):
-    import numpy as np
+    from edgekit.data import read_numpy_arrays  # the one .npy/.npz reader; labels ride along here
 
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise DataError(f"{flag} {path}: cannot read as .npz/.npy ({type(exc).__name__})") from None
-    if isinstance(loaded, np.ndarray):
-        if len(specs) != 1:
-            raise DataError(f"{flag} {path}: a .npy holds one array but the teacher has {len(specs)} inputs; use .npz")
-        return {specs[0].name: loaded}, None
-    with loaded:
-        keys = list(loaded.keys())
-        label_key = next((k for k in LABEL_KEYS if k in keys), None)
-        labels = loaded[label_key] if label_key else None
-        rest = [k for k in keys if k != label_key]
-        names = [s.name for s in specs]
-        if all(n in rest for n in names):
-            return {n: loaded[n] for n in names}, labels
-        positional = [f"arr_{i}" for i in range(len(specs))]
-        if all(k in rest for k in positional):
-            return {n: loaded[k] for n, k in zip(names, positional)}, labels
-        if len(rest) == len(specs) == 1:
-            return {names[0]: loaded[rest[0]]}, labels
-    raise DataError(f"{flag} {path}: expected arrays named {', '.join(names)} (or arr_0...) and optionally labels; found {', '.join(keys) or 'none'}")
+    return read_numpy_arrays(path, specs, flag, label_keys=LABEL_KEYS, holder="the teacher")
 
 
 def _image_files(path: Path) -> list[Path]:

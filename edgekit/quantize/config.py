@@ -7,10 +7,13 @@ from typing import Any
 
 from edgekit.errors import UsageError
 
-#: activation observers edgekit can calibrate with (torchao observers, plus a percentile one)
-OBSERVERS = ("minmax", "histogram", "percentile", "moving-average")
-#: what ``--int8-calibration`` accepts: one observer, or "auto" (try the candidates, keep the best)
-CALIBRATIONS = ("auto",) + OBSERVERS
+#: activation observers edgekit can calibrate with (torchao observers, plus percentile, MSE and
+#: mean-minmax: edgekit/quantize/observers.py, observers_extra.py)
+OBSERVERS = ("minmax", "histogram", "percentile", "moving-average", "mse", "mean-minmax")
+#: named opt-in algorithms (edgekit/quantize/algorithms.py): observer + graph transforms
+ALGORITHMS = ("cle", "bias-correction", "cle-bias-correction", "smoothquant")
+#: what ``--int8-calibration`` accepts: one observer, one algorithm, or "auto" (try the candidates, keep the best)
+CALIBRATIONS = ("auto",) + OBSERVERS + ALGORITHMS
 
 
 @dataclass(frozen=True)
@@ -42,21 +45,31 @@ class QuantConfig:
 
     def candidates(self) -> list["Recipe"]:
         """The recipes to try, best guess first (the first is used when there is nothing to judge on)."""
+        if self.observer in ALGORITHMS:
+            from edgekit.quantize.algorithms import named_recipe
+
+            return [named_recipe(self.observer)]
         if self.observer != "auto":
             return [Recipe(self.observer)]
-        # order = measured preference (docs/quantize.md); moving-average is not a candidate: with
-        # one sample per step its default averaging lags the ranges (EfficientNet-Lite0 top-1 0.66)
-        recipes = [Recipe("histogram"), Recipe("minmax"), Recipe("percentile")]
+        # order = measured preference (docs/quantize.md, "Algorithms"); moving-average and
+        # mean-minmax are not candidates: per-sample ranges clip (EfficientNet-Lite0 confident
+        # top-1 0.49 / 0.66); bias correction is (cosine 0.9912 -> 0.9970 on it); CLE, MSE and
+        # SmoothQuant are opt-ins (no gain measured on the CNNs; the MiniLM path was not measured)
+        recipes = [Recipe("histogram"), Recipe("histogram", bias_correction=True), Recipe("minmax"), Recipe("percentile")]
         return recipes[: self.max_candidates]
 
 
 @dataclass(frozen=True)
 class Recipe:
     observer: str
+    equalize: bool = False  # cross-layer equalization before prepare (edgekit/quantize/equalize.py)
+    bias_correction: bool = False  # after calibration (edgekit/quantize/equalize.py)
+    smoothquant: float = 0.0  # SmoothQuant alpha; 0 = off (edgekit/quantize/smoothquant.py)
 
     @property
     def name(self) -> str:
-        return self.observer
+        parts = [self.observer] + (["cle"] if self.equalize else []) + (["bias-correction"] if self.bias_correction else [])
+        return "+".join(parts + ([f"smoothquant{self.smoothquant:g}"] if self.smoothquant else []))
 
 
 @dataclass

@@ -94,3 +94,76 @@ def graph_coverage(graph_module) -> Coverage:
         else:
             cov.float_ops.append(node.name)
     return cov
+
+
+def check_artifact(path: str, fmt: str, precision: str, target: str, details: dict | None = None):
+    """The ``quantization`` manifest block of a quantized artifact: its coverage read from the FILE
+    (edgekit.quantize.artifact_coverage), the mixed-precision decision when the shared int8 program
+    made it, and a warning line when most weights are not at the precision (None: nothing to warn).
+
+    Raises ConversionError for ``--quantize int8`` with most weights float: never published as int8.
+    ``precision == "none"`` gets no block."""
+    from edgekit.quantize.artifact_coverage import artifact_coverage
+
+    if precision == "none":
+        return None, None
+    block: dict[str, Any] = {}
+    try:
+        found = artifact_coverage(path, fmt, precision)
+    except Exception as exc:  # noqa: BLE001 - a reader that cannot parse a file must not lose the artifact
+        found = None
+        block["coverage_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    graph = _find(details or {}, "coverage")
+    if found is not None:
+        block["coverage"] = found.to_dict()
+    elif graph is not None:  # the quantized graph's count, when the file has no reader
+        block["coverage"] = {"precision": precision, "source": "the quantized PT2E graph", **graph}
+    owner = _owner(details or {}, "mixed_precision")
+    if owner is not None:
+        mixed = dict(owner["mixed_precision"])
+        if owner.get("route") not in (None, "pt2e"):  # a target that shipped its own quantizer's file
+            mixed["shipped"] = f"not used: the {owner['route']} route was shipped"
+        block["mixed_precision"] = mixed
+    coverage = block.get("coverage")
+    warning = None
+    if coverage and coverage.get("weights_total"):
+        share = coverage["weight_share"]
+        if share < MIN_WEIGHT_SHARE and precision == "int8":
+            raise ConversionError(
+                f"{target} int8: only {100 * share:.1f}% of weights and {coverage['ops_quantized']}/{coverage['ops_total']} "
+                f"compute ops are int8 in the artifact (float: {', '.join(coverage.get('float_ops', [])[:5]) or 'n/a'}); "
+                "not published as int8",
+                hint="the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
+                     "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic",
+            )
+        if share < MIN_WEIGHT_SHARE:
+            kept = ", ".join(f"{d} {n:,}" for d, n in sorted(coverage.get("weights_by_dtype", {}).items()))
+            warning = (f"{target} [{precision}]: only {100 * share:.1f}% of the weights are stored at {precision} "
+                       f"(weight elements by type: {kept}); the artifact is mostly unquantized")
+    return (block or None), warning
+
+
+def _owner(block, key: str):
+    """The innermost dict holding ``key`` (a dict) in a target's nested details."""
+    if isinstance(block, dict):
+        if isinstance(block.get(key), dict):
+            return block
+        for value in block.values():
+            found = _owner(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _find(block, key: str):
+    from edgekit.manifest_schema import find_nested  # the one nested-key search the readers share
+
+    return find_nested(block, key, dict)
+
+
+def summary_cell(block: dict | None) -> str:
+    """The console table's 'quantized' cell: weight share, then quantized / total compute ops."""
+    coverage = (block or {}).get("coverage")
+    if not coverage or not coverage.get("weights_total"):
+        return "-"
+    return f"{100 * coverage['weight_share']:.0f}% w, {coverage['ops_quantized']}/{coverage['ops_total']} ops"

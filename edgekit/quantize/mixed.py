@@ -23,7 +23,7 @@ import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from edgekit.errors import UsageError
 
@@ -132,12 +132,10 @@ def drop_dangling_shared(model) -> None:
                 changed = True
 
 
-def prepare_variant(graph, program, overrides: Mapping[str, str]):
-    """A prepared (observed) copy of ``graph`` quantized like ``program`` except for ``overrides``
-    (node name -> "float" | "int16" | "observer"); not calibrated."""
+def variant_quantizer(program, overrides: Mapping[str, str]):
+    """The Quantizer that annotates like ``program`` except for ``overrides`` (node name -> "float"
+    | "int16" | "observer")."""
     import dataclasses
-
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from edgekit.quantize.annotate import edgekit_quantizer
 
@@ -148,7 +146,15 @@ def prepare_variant(graph, program, overrides: Mapping[str, str]):
     floats = tuple(sorted(set(program.config.float_nodes) | {n for n, k in overrides.items() if k == "float"}))
     config = dataclasses.replace(program.config, float_nodes=floats)
     quantizer = edgekit_quantizer(recipe, config)
-    quantizer = override_quantizer(quantizer, overrides, recipe.observer, config)
+    return override_quantizer(quantizer, overrides, recipe.observer, config)
+
+
+def prepare_variant(graph, program, overrides: Mapping[str, str], quantizer=None):
+    """A prepared (observed) copy of ``graph`` quantized like ``program`` except for ``overrides``
+    (node name -> "float" | "int16" | "observer"); not calibrated."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    quantizer = quantizer or variant_quantizer(program, overrides)
     with _without_qat_patterns():
         return prepare_pt2e(copy.deepcopy(graph), quantizer)
 
@@ -167,6 +173,16 @@ def _without_qat_patterns():
         yield
     finally:
         XNNPACKQuantizer.SUPPORTED_PATTERNS = saved
+
+
+def _recipe_steps():
+    """(before_prepare, after_calibrate) of the recipes' algorithms (edgekit.quantize.algorithms),
+    or None where this edgekit has none."""
+    try:
+        from edgekit.quantize.algorithms import after_calibrate, before_prepare
+    except ImportError:
+        return None
+    return before_prepare, after_calibrate
 
 
 def calibrate(prepared, samples: Sequence[Sequence]) -> None:
@@ -265,12 +281,16 @@ class Score:
                 "top1": None if self.top1 is None else round(self.top1, 4), "passed": self.passed, "reasons": self.reasons}
 
 
-def score(reference: Sequence[Sequence], candidate: Sequence[Sequence], tolerance, real_inputs: bool = True) -> Score:
-    """Judged by edgekit.verify.compare: the same measures and thresholds verification enforces."""
+def score(reference: Sequence[Sequence], candidate: Sequence[Sequence], tolerance, real_inputs: bool = True,
+          names: Sequence[str] | None = None, roles: Mapping[str, tuple[str, str]] | None = None) -> Score:
+    """Judged by edgekit.verify.compare: the same measures and thresholds verification enforces
+    (``names`` and ``roles``: the model's output names and declared roles, so that per-output
+    tolerances and --output-role apply here as they do in verification)."""
     from edgekit.verify import compare
 
-    names = [f"output_{i}" for i in range(len(reference[0]))]
-    outputs, reasons = compare(reference, candidate, names, tolerance, real_inputs)
+    if names is None or len(names) != len(reference[0]):
+        names = [f"output_{i}" for i in range(len(reference[0]))]
+    outputs, reasons = compare(reference, candidate, list(names), tolerance, real_inputs, roles)
 
     def worst(attr):
         values = [getattr(o, attr, None) for o in outputs]
@@ -287,14 +307,25 @@ class Int8Variants:
     scores variants of it (some layers kept float, int16 or with another observer)."""
 
     def __init__(self, exported_program, program, calibration: Sequence, evaluation: Sequence, tolerance,
-                 real_inputs: bool = True):
-        self.graph = exported_program.module()
+                 real_inputs: bool = True, names: Sequence[str] | None = None,
+                 roles: Mapping[str, tuple[str, str]] | None = None):
+        from edgekit.quantize.pt2e import _tensors, canonical_convolutions, split
+
+        # the graph the shared program was prepared from (same node names, same conv ops, and the
+        # recipe's graph transforms, e.g. cross-layer equalization, made on the same samples)
+        self.graph = copy.deepcopy(exported_program.module())
+        canonical_convolutions(self.graph)
+        self.names, self.roles = names, roles
+        self.recipe_samples = split([_tensors(s) for s in calibration], program.config)[0]
+        self.reference = run_outputs(self.graph, evaluation)  # the float model, before any transform
+        transforms = _recipe_steps()
+        if transforms is not None:
+            transforms[0](self.graph, program.choice.recipe, self.recipe_samples)
         self.program = program
         self.calibration = list(calibration)
         self.evaluation = list(evaluation)
         self.tolerance = tolerance
         self.real_inputs = real_inputs
-        self.reference = run_outputs(self.graph, self.evaluation)
         self._scores: dict[frozenset, Score] = {}
 
     def converted(self, overrides: Mapping[str, str] | None = None):
@@ -303,16 +334,24 @@ class Int8Variants:
 
         if not overrides:
             return self.program.converted(fold_quantize=True)
-        prepared = prepare_variant(self.graph, self.program, overrides)
+        return convert_pt2e(self.prepared(overrides))
+
+    def prepared(self, overrides: Mapping[str, str], quantizer=None):
+        """A calibrated variant: statistics reused where they can be, then the recipe's own
+        post-calibration corrections (bias correction) for this variant's quantized layers."""
+        prepared = prepare_variant(self.graph, self.program, overrides, quantizer)
         if not transfer_statistics(self.program.prepared, prepared):
             calibrate(prepared, self.calibration)
-        return convert_pt2e(prepared)
+        transforms = _recipe_steps()
+        if transforms is not None:
+            transforms[1](prepared, self.program.choice.recipe, self.recipe_samples)
+        return prepared
 
     def evaluate(self, overrides: Mapping[str, str] | None = None) -> Score:
         key = frozenset((overrides or {}).items())
         if key not in self._scores:
             outputs = run_outputs(self.converted(overrides), self.evaluation)
-            self._scores[key] = score(self.reference, outputs, self.tolerance, self.real_inputs)
+            self._scores[key] = score(self.reference, outputs, self.tolerance, self.real_inputs, self.names, self.roles)
         return self._scores[key]
 
     @property
@@ -410,16 +449,23 @@ def _within_budget(ranked, budget: Budget, higher: str) -> list:
 
 
 def search_mixed_precision(variants: Int8Variants, ranked: Sequence, *, higher: str = "float",
-                           budget: Budget | None = None, max_evaluations: int = 16) -> MixedDecision:
+                           budget: Budget | None = None, max_evaluations: int = 16,
+                           progress: Callable[[str], None] | None = None) -> MixedDecision:
     """The fewest of ``ranked`` (diagnose's order) kept at ``higher`` so that the held-out score meets
-    the tolerance; if no mix within the budget meets it, the best one found."""
+    the tolerance; if no mix within the budget meets it, the best one found. ``progress`` gets one
+    line before each trial (each is a full prepare, calibrate, convert and run: long work)."""
     if higher not in HIGHER:
         raise UsageError(f"mixed precision keeps layers at {' or '.join(HIGHER)}, not {higher!r}")
     budget = budget or Budget()
     candidates = _within_budget(list(ranked), budget, higher)
     log: list[dict[str, Any]] = []
+    # baseline + whole prefix + bisection + pruning: the most trials this search can take
+    bound = min(max_evaluations, 2 + math.ceil(math.log2(max(len(candidates), 1))) + max(len(candidates) - 1, 0))
 
     def trial(layers) -> Score:
+        if progress is not None and layers:
+            progress(f"mixed precision: trying {len(layers)} layer{'s' if len(layers) != 1 else ''} {higher} "
+                     f"({len(log) + 1}/{bound} at most)...")
         result = variants.evaluate({n: higher for l in layers for n in l.group})
         log.append({"kept": [l.node for l in layers], **result.to_json()})
         return result

@@ -35,6 +35,7 @@ class QuantizedProgram:
     heldout_samples: int
     reason: str
     coverage: Any = None  # edgekit.quantize.coverage.Coverage of the converted graph
+    mixed: dict | None = None  # the mixed-precision search (edgekit.quantize.auto_mixed), for the manifest
     _converted: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -65,10 +66,20 @@ class QuantizedProgram:
             "calibration_samples": self.calibration_samples,
             "heldout_samples": self.heldout_samples,
         }
+        from edgekit.quantize.annotate import embedding_tables, float_decisions
+
+        out["kept_float"] = float_decisions(self.converted(fold_quantize=True))
+        tables = embedding_tables(self.converted(fold_quantize=True))
+        if tables:
+            out["embeddings"] = {"scheme": "int8 weight-only, one symmetric scale per row; the artifact gathers "
+                                           "int8 rows and scales only those (edgekit.quantize.embeddings)",
+                                 "tables": tables}
         if self.config.float_nodes:
             out["float_nodes"] = list(self.config.float_nodes)
         if self.coverage is not None:
             out["coverage"] = self.coverage.to_dict()
+        if self.mixed is not None:
+            out["mixed_precision"] = self.mixed
         return out
 
 
@@ -193,9 +204,15 @@ def _prepare(graph_module, recipe: Recipe, config: QuantConfig, samples: Sequenc
 
     from edgekit.quantize.annotate import edgekit_quantizer
 
+    from edgekit.quantize.algorithms import after_calibrate, before_prepare
+
     quantizer = edgekit_quantizer(recipe, config)
-    prepared = prepare_pt2e(copy.deepcopy(graph_module), quantizer)
+    graph = copy.deepcopy(graph_module)
+    notes = before_prepare(graph, recipe, samples)  # CLE / SmoothQuant (nothing for a plain observer)
+    prepared = prepare_pt2e(graph, quantizer)
     calibrate(prepared, samples)
+    notes.update(after_calibrate(prepared, recipe, samples))  # bias correction
+    prepared.meta["edgekit_algorithms"] = notes
     return prepared, quantizer
 
 
@@ -235,6 +252,7 @@ def quantize_program(exported_program, calibration_samples: Sequence, config: Qu
         candidate = Candidate(recipe, heldout_inputs=len(heldout) if reference else 0)
         try:
             prepared, quantizer = _prepare(graph, recipe, config, calibrate_part)
+            candidate.notes.update(prepared.meta.get("edgekit_algorithms", {}))
             if reference:
                 scores = agreement(reference, run_graph(convert_pt2e(copy.deepcopy(prepared)), heldout))
                 candidate.cosine, candidate.top1 = scores["cosine"], scores["top1"]

@@ -19,18 +19,54 @@ def config_from_options(options) -> QuantConfig:
 
 
 def int8_program(model, calibration: Sequence[tuple], options=None, reporter=None, config: QuantConfig | None = None):
-    """The shared QuantizedProgram of ``model`` (an edgekit.export.ExportedModel) for these samples."""
+    """The shared QuantizedProgram of ``model`` (an edgekit.export.ExportedModel) for these samples,
+    with automatic mixed precision (edgekit.quantize.auto_mixed) when ``options`` carries a
+    tolerance and ``--mixed-precision`` is not off."""
+    from edgekit.quantize.auto_mixed import parse_mixed_precision
     from edgekit.quantize.pt2e import quantize_program
 
     config = config or config_from_options(options)
-    key = (id(model), id(calibration), len(calibration), config)
+    budget = parse_mixed_precision(getattr(options, "mixed_precision", "auto")) if options is not None else None
+    key = (id(model), id(calibration), len(calibration), config, budget)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is model:
         return hit[1]
-    result = quantize_program(model.exported_program(), calibration, config, reporter=reporter)
+    exported = model.exported_program()
+    result = quantize_program(exported, calibration, config, reporter=reporter)
+    if options is not None:
+        result = _mixed(model, exported, result, calibration, options, budget, reporter)
     try:
         ref = weakref.ref(model, lambda _: _CACHE.pop(key, None))
     except TypeError:  # an object without weak references: cache nothing rather than leak
         return result
     _CACHE[key] = (ref, result)
     return result
+
+
+def _mixed(model, exported, program, calibration, options, budget, reporter):
+    """The program with automatic mixed precision applied, judged as verification judges."""
+    from edgekit.quantize.auto_mixed import apply_mixed_precision
+
+    tolerance = options.tolerance_for("int8")
+    real = getattr(options, "calibration", None) != "random"
+    try:
+        return apply_mixed_precision(exported, program, calibration, tolerance, budget, real_inputs=real,
+                                     names=list(getattr(model, "output_names", []) or []) or None,
+                                     roles=_roles(model, options), say=reporter.info if reporter is not None else None)
+    except Exception as exc:  # noqa: BLE001 - the search is an improvement: plain int8 still ships, and is verified
+        from edgekit.errors import first_line
+
+        why = f"{type(exc).__name__}: {first_line(exc)}"
+        if reporter is not None:
+            reporter.warn(f"mixed precision search failed ({why}); shipping plain int8")
+        program.mixed = {"searched": False, "met": None, "error": why}
+        return program
+
+
+def _roles(model, options):
+    """Declared output roles and state outputs, as verification sees them."""
+    from edgekit.verify import describe_state
+    from edgekit.verify_roles import StatePair, roles_from
+
+    pairs = [StatePair(p["output"], p["input"], p["detected_by"]) for p in describe_state(model, options)]
+    return roles_from(options, pairs)

@@ -60,7 +60,11 @@ def _names(attr, count: int, prefix: str) -> list[str]:
 
 
 def io_specs(asset) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    graph = _graph(asset)
+    return io_specs_of(_graph(asset))
+
+
+def io_specs_of(graph) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The named inputs and outputs of one coreai.graph operation."""
     function_type = str(graph.attributes["function_type"])
     ins_text, _, outs_text = function_type.partition(") -> ")
     ins = _TENSOR.findall(ins_text)

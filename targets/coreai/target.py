@@ -3,7 +3,8 @@
 Flow: coreai-opt prepares the precision in PyTorch (cast, weight quantization, palettization, or
 calibrated W8A8) -> torch.export -> coreai-torch (Core AI decompositions, TorchConverter) -> asset
 folder (main.mlirb + metadata.json) -> read back through coreai-core's bindings: I/O, op histogram,
-storage types. Nothing here executes the program: it stays ``unverified`` with the reason.
+storage types. Verification executes the program with edgekit's Core AI reference interpreter
+(targets/coreai/interpreter.py); a program it cannot read or execute stays ``unverified`` with the reason.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 from edgekit.errors import ConversionError
 from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
 from edgekit.targets.coreai import analysis
-from edgekit.targets.coreai.runtime import NOT_ON_THIS_HOST, CoreAIRuntime
+from edgekit.targets.coreai.runtime import CoreAIRuntime, reason_unverifiable
+from edgekit.targets.coreai.settings import CoreAISettings
 
 DEPLOYMENT = "iOS27 / macOS27"
 
@@ -23,6 +25,7 @@ class CoreAITarget(Target):
     suffix = ".aimodel"
     # no sample app loads Core AI yet, and no runner: the SDK's Swift API is not confirmed here
     on_device = OnDevice("Core AI")
+    settings_class = CoreAISettings  # no options yet: any key given for it is refused
     precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
     default_precision = "none"
     requires = ("coreai_torch", "coreai", "coreai_opt")
@@ -48,6 +51,7 @@ class CoreAITarget(Target):
                 f"{len(model.inputs)} / {len(model.output_names)}"
             )
         info = analysis.summary(asset)
+        verification = _verification(asset)
         details: dict[str, Any] = {
             "deployment_target": DEPLOYMENT,
             "compatibility_version": info["compatibility_version"],
@@ -56,13 +60,13 @@ class CoreAITarget(Target):
             "compute_types": info["compute_types"],
             "weights": info["weights"],
             "precision_recipe": facts,
-            "verification": {"by": None, "unverifiable_reason": NOT_ON_THIS_HOST},
+            "verification": verification,
         }
         return ConvertedArtifact(
             path=path, inputs=inputs, outputs=outputs,
             converter={"coreai-torch": package_version("coreai-torch"), "coreai-core": package_version("coreai-core"),
                        "coreai-opt": package_version("coreai-opt")},
-            details=details, unverifiable_reason=NOT_ON_THIS_HOST,
+            details=details, unverifiable_reason=verification["unverifiable_reason"],
         )
 
     def runtime(self) -> CoreAIRuntime:
@@ -91,8 +95,19 @@ class CoreAITarget(Target):
                 "weights": f"{weights['compressed_elements']}/{weights['compressed_elements'] + weights['float_elements']} "
                            f"constant elements stored below 16 bits ({weights['fraction_compressed']:.1%})",
                 "compression ops": ", ".join(f"{k} {ops[k]}" for k in compression) or "none",
-                "execution": NOT_ON_THIS_HOST,
+                "execution": _verification(asset)["summary"],
             },
             "size_bytes": file_digest(path)[0],
             "runtime": CoreAIRuntime().version(),
         }
+
+
+def _verification(asset) -> dict[str, Any]:
+    """Who can verify the asset on this host: the reference interpreter, or nobody and why."""
+    from edgekit.targets.coreai import interpreter
+
+    reason = reason_unverifiable(asset)
+    if reason is None:
+        return {"by": interpreter.NAME, "unverifiable_reason": None, "reference": True,
+                "summary": f"{interpreter.NAME} (the Core AI runtime needs iOS / macOS 27)"}
+    return {"by": None, "unverifiable_reason": reason, "summary": reason}

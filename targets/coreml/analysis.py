@@ -93,6 +93,14 @@ def _feature(feature) -> TensorSpec | None:
     return None  # strings and dictionaries (classifier outputs) are described apart
 
 
+def fed_io(spec) -> tuple[dict[str, Any], list[TensorSpec], list[TensorSpec]]:
+    """(image inputs, inputs, outputs) as a runtime's caller sees them: callers feed the model's own
+    float tensors, so an image input is a float32 tensor there (the runtime makes it pixels)."""
+    images = image_inputs(spec)
+    inputs, outputs = io_specs(spec)
+    return images, [TensorSpec(s.name, s.shape, "float32") if s.name in images else s for s in inputs], outputs
+
+
 def io_specs(spec) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Tensor inputs and outputs; image inputs appear as 1xCxHxW uint8 pixels."""
     description = spec.description

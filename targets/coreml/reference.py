@@ -12,8 +12,8 @@ import platform
 from typing import Sequence
 
 from edgekit.errors import DeviceError
-from edgekit.targets.base import Runtime, TensorSpec
 from edgekit.targets.coreml import analysis
+from edgekit.targets.coreml.runtime import PackageRuntime
 
 NOT_ON_MACOS = "Core ML executes only on macOS"
 
@@ -37,18 +37,15 @@ def reason_unverifiable(path: str, spec=None) -> str | None:
     return None
 
 
-class MILReferenceRuntime(Runtime):
+class MILReferenceRuntime(PackageRuntime):
     """Runs an .mlpackage's main function with edgekit's MIL reference interpreter."""
 
     #: bench and reports can tell a reference execution from the device runtime (its speed means nothing)
     reference_interpreter = True
 
     def __init__(self):
-        self.path: str | None = None
+        super().__init__()
         self._interpreter = None
-        self._inputs: list[TensorSpec] = []
-        self._outputs: list[TensorSpec] = []
-        self._images: dict = {}
 
     def load(self, path: str, threads: int = 1) -> "MILReferenceRuntime":
         from edgekit.targets.coreml import mil
@@ -59,10 +56,7 @@ class MILReferenceRuntime(Runtime):
             raise DeviceError(f"cannot run {path}: {reason.removeprefix('numerical parity not run: ')}",
                               hint="run it on a Mac, or benchmark it on an iOS device")
         self.path = str(path)
-        self._images = analysis.image_inputs(spec)
-        inputs, self._outputs = analysis.io_specs(spec)
-        # callers feed the model's own float tensors; image inputs become pixels in run(), as on macOS
-        self._inputs = [TensorSpec(s.name, s.shape, "float32") if s.name in self._images else s for s in inputs]
+        self._images, self._inputs, self._outputs = analysis.fed_io(spec)  # image inputs become pixels in run()
         self._interpreter = mil.Interpreter(mil.read_program(path, spec))
         return self
 
@@ -94,13 +88,7 @@ class MILReferenceRuntime(Runtime):
 
     def _to_pixels(self, name: str, value):
         """Model-space float (1, C, H, W) -> the 8-bit pixel values Core ML would hand the program."""
-        import numpy as np
-
-        params = self._images[name]
-        scale = np.asarray(params["scale"], dtype=np.float64).reshape(-1, 1, 1)
-        bias = np.asarray(params["bias"], dtype=np.float64).reshape(-1, 1, 1)
-        pixels = np.clip(np.rint((value.astype(np.float64) - bias) / scale), 0, 255)
-        return pixels.astype(np.float32)
+        return self._pixels(name, value).astype("float32")
 
     def version(self) -> str:
         import numpy as np

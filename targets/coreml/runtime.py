@@ -22,22 +22,35 @@ def can_execute() -> bool:
     return platform.system() == "Darwin"
 
 
-class CoreMLRuntime(Runtime):
-    def __init__(self, compute_units: str | None = None):
-        self.compute_units = compute_units
+class PackageRuntime(Runtime):
+    """What both Core ML runtimes (the device's and edgekit's reference interpreter) keep of a package."""
+
+    def __init__(self):
         self.path: str | None = None
-        self._model = None
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
         self._images: dict = {}
 
+    def _pixels(self, name: str, value):
+        """Model-space float (1, C, H, W) -> the 8-bit pixel values Core ML maps back onto it (float64)."""
+        import numpy as np
+
+        params = self._images[name]
+        scale = np.asarray(params["scale"], dtype=np.float64).reshape(-1, 1, 1)
+        bias = np.asarray(params["bias"], dtype=np.float64).reshape(-1, 1, 1)
+        return np.clip(np.rint((np.asarray(value).astype(np.float64) - bias) / scale), 0, 255)
+
+
+class CoreMLRuntime(PackageRuntime):
+    def __init__(self, compute_units: str | None = None):
+        super().__init__()
+        self.compute_units = compute_units
+        self._model = None
+
     def load(self, path: str, threads: int = 1) -> "CoreMLRuntime":
         spec = analysis.read_spec(path)
         self.path = str(path)
-        self._images = analysis.image_inputs(spec)
-        inputs, self._outputs = analysis.io_specs(spec)
-        # Callers feed the model's own float tensors; image inputs are converted in run().
-        self._inputs = [TensorSpec(s.name, s.shape, "float32") if s.name in self._images else s for s in inputs]
+        self._images, self._inputs, self._outputs = analysis.fed_io(spec)  # image inputs become pixels in run()
         units = self.compute_units or analysis.user_metadata(spec).get(analysis.COMPUTE_UNITS_KEY, "all")
         self.compute_units = units
         if can_execute():
@@ -73,9 +86,7 @@ class CoreMLRuntime(Runtime):
         from PIL import Image
 
         params = self._images[name]
-        scale = np.asarray(params["scale"], dtype=np.float64).reshape(-1, 1, 1)
-        bias = np.asarray(params["bias"], dtype=np.float64).reshape(-1, 1, 1)
-        pixels = np.clip(np.rint((value[0].astype(np.float64) - bias) / scale), 0, 255).astype(np.uint8)
+        pixels = self._pixels(name, value[0]).astype(np.uint8)
         if pixels.shape[0] == 1:
             return Image.fromarray(pixels[0], mode="L")
         if params.get("color_layout") == "BGR":

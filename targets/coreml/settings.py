@@ -97,7 +97,12 @@ class CoreMLSettings:
             raise UsageError(f"--format {file_format!r}: choose mlpackage (ML Program, iOS15+) or mlmodel (neural network, older devices)")
         prune = values.get("prune")
         if prune is not None:
-            prune = float(prune)
+            if isinstance(prune, bool) or not isinstance(prune, (int, float, str)):
+                raise UsageError(f"--prune {prune!r}: give the sparsity as a number between 0 and 1, e.g. 0.5")
+            try:
+                prune = float(prune)
+            except ValueError:
+                raise UsageError(f"--prune {prune!r}: give the sparsity as a number between 0 and 1, e.g. 0.5") from None
             if not 0.0 < prune < 1.0:
                 raise UsageError(f"--prune {prune:g}: the sparsity must be between 0 and 1 (exclusive), e.g. 0.5")
         if file_format == "mlmodel":

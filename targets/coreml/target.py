@@ -41,6 +41,12 @@ class CoreMLTarget(Target):
     supports_dynamic = True
 
     @classmethod
+    def read_settings(cls, options, precision=None) -> CoreMLSettings:
+        """targets/coreml/settings.py: which deployment target and format a precision needs decide
+        what is valid, so the settings are built for a precision."""
+        return CoreMLSettings.build(options.options_for(cls.name), precision or cls.default_precision)
+
+    @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--format", dest="coreml_format", choices=tuple(FORMATS),
                             help="mlpackage: ML Program (iOS15+, default); mlmodel: legacy neural network for older devices")

@@ -9,11 +9,17 @@ joined by hundreds of portable copy kernels. Here the two are rewritten into wha
 (``view`` for a squeeze of a static shape, one ``slice`` per split piece), so the unrolled cells
 land in one or a few partitions. Measured in benchmarks/families.py (``lstm_prepare``).
 
-Mixed dtypes: a program whose portable ops get mixed float16/float32 inputs is found by running it
-once right after lowering (seconds), instead of when an app runs it.
+Mixed dtypes (fp16): ``.half()`` casts a graph's parameters and buffers, but float32 stays baked into
+the graph's own ops: an LSTM's initial state is ``aten.zeros(..., dtype=float32)``, a mask is cast
+with ``.to(float32)``. The portable kernels do not promote, so such a program failed only when it
+ran ("op_addmm: dtype mismatch {Half, Float, Half}", after a 15-minute conversion). Three guards:
+``float16_graph`` rewrites those dtypes before export; ``unify_float16`` casts any float32 input
+left beside a float16 one before lowering (recorded in the manifest); ``mixed_dtype_nodes`` and
+``smoke_run`` check the lowered program and the written file (seconds), naming the op and module.
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 from typing import Any
 
@@ -137,17 +143,24 @@ def smoke_run(path: str, example_inputs) -> str | None:
     """Run the written program once on the example inputs; the runtime's error, or None.
 
     Seconds at conversion time instead of a failure when an app (or a long verification) runs it:
-    a portable kernel given mixed float16/float32 inputs, a missing kernel, a bad memory plan."""
+    a portable kernel given mixed float16/float32 inputs, a missing kernel, a bad memory plan. The
+    runtime's own log (native, on file descriptor 2) names the failing kernel; its check lines are
+    kept in the message."""
     from executorch.runtime import Runtime
 
     from edgekit.targets.executorch.delegates import load_kernel_libraries
+    from edgekit.ui import captured_native_output
 
     load_kernel_libraries()
+    log: list[str] = []
     try:
-        method = Runtime.get().load_program(path).load_method("forward")
-        method.execute([t.contiguous() for t in example_inputs])
+        with captured_native_output(True, into=log):
+            method = Runtime.get().load_program(path).load_method("forward")
+            method.execute([t.contiguous() for t in example_inputs])
     except Exception as exc:  # the runtime raises RuntimeError carrying an error code
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else 'no message'}"
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no message"
+        checks = [line.strip() for line in "".join(log).splitlines() if "Check failed" in line or "error" in line.lower()]
+        return f"{type(exc).__name__}: {first}" + (f" ({' / '.join(checks[:2])[:400]})" if checks else "")
     return None
 
 
@@ -172,3 +185,119 @@ def mixed_dtype_nodes(edge_manager) -> list[str]:
             where = _where(node)
             out.append(f"{op_name(node.target)}" + (f" at {where}" if where else ""))
     return out
+
+
+def float16_graph(graph_module) -> dict[str, int]:
+    """After ``graph_module.half()``: float32 dtypes in op arguments (factories, casts, metadata
+    asserts) become float16, and tensor constants that are neither parameter nor buffer (which
+    ``.half()`` skips) are cast too; in place. Returns what was rewritten."""
+    import torch
+
+    counts = {"dtype_arguments": 0, "constants": 0}
+    names = {n for n, _ in graph_module.named_parameters()} | {n for n, _ in graph_module.named_buffers()}
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.target not in names:
+            owner, _, leaf = node.target.rpartition(".")
+            parent = graph_module.get_submodule(owner) if owner else graph_module
+            value = getattr(parent, leaf, None)
+            if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+                setattr(parent, leaf, value.detach().half())  # a TorchScript constant may carry autograd history
+                counts["constants"] += 1
+        if node.op != "call_function":
+            continue
+        args = tuple(torch.float16 if a is torch.float32 else a for a in node.args)
+        kwargs = {k: torch.float16 if v is torch.float32 else v for k, v in node.kwargs.items()}
+        changed = sum(a is torch.float32 for a in node.args) + sum(v is torch.float32 for v in node.kwargs.values())
+        if changed:
+            node.args, node.kwargs = args, kwargs
+            counts["dtype_arguments"] += changed
+    graph_module.recompile()
+    return counts
+
+
+def unify_float16(program) -> list[str]:
+    """Cast to float16 every float32 input of an op that also takes a float16 one (the portable
+    kernels do not promote); in place on ``program``'s graph. Returns the ops, with their modules."""
+    import torch
+
+    from edgekit.export import node_location
+
+    graph = program.graph_module.graph
+    fixed = []
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is operator.getitem:
+            continue
+        floats = [a for a in node.all_input_nodes if _float_dtype(a) is not None]
+        if {_float_dtype(a) for a in floats} != {torch.float16, torch.float32}:
+            continue
+        for arg in floats:
+            if _float_dtype(arg) is not torch.float32:
+                continue
+            with graph.inserting_before(node):
+                cast = graph.call_function(torch.ops.aten._to_copy.default, (arg,), {"dtype": torch.float16})
+            val = arg.meta["val"]
+            with val.fake_mode:
+                cast.meta["val"] = val.to(torch.float16)
+            node.replace_input_with(arg, cast)
+        where = node_location(node)
+        fixed.append(f"{_packet(node) or node.target}" + (f" at {where}" if where else ""))
+    if fixed:
+        program.graph_module.recompile()
+    return fixed
+
+
+def _float_dtype(node):
+    import torch
+
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    if isinstance(val, torch.Tensor) and val.is_floating_point():
+        return val.dtype
+    return None
+
+
+@contextlib.contextmanager
+def float16_filters():
+    """While lowering an fp16 program to XNNPACK: keep float16 convolution filters and biases
+    float16 in the file. XNNPACK's serializer (operators/op_conv2d.py, ``force_fp32=True``) widens
+    them to float32, and its runtime packs them back to float16 at load: an "fp16" CNN's .pte was
+    as large as fp32 (measured 161,576 vs 160,788 bytes; 83.07 vs 83.06 MB on a real model). The
+    runtime takes float16 filters as they are (checked by the smoke run and by verification), so
+    the file holds them at half the size. Quantized tensors and float32 ones are not touched."""
+    import torch
+
+    try:
+        from executorch.backends.xnnpack.operators import node_visitor
+    except ImportError:
+        yield False
+        return
+    original = node_visitor.NodeVisitor.define_tensor
+
+    def define_tensor(self, tensor, *args, **kwargs):
+        if kwargs.get("force_fp32") and kwargs.get("quant_params") is None:
+            val = tensor.meta.get("val") if hasattr(tensor, "meta") else None
+            if isinstance(val, torch.Tensor) and val.dtype == torch.float16:
+                kwargs["force_fp32"] = False
+        return original(self, tensor, *args, **kwargs)
+
+    node_visitor.NodeVisitor.define_tensor = define_tensor
+    try:
+        yield True
+    finally:
+        node_visitor.NodeVisitor.define_tensor = original
+
+
+def half_module(program):
+    """``program.module()`` with float16 parameters and buffers, the program itself untouched.
+    ``module()`` copies the graph but shares the state tensors, and ``.half()`` would write into
+    them; ``copy.deepcopy`` fails on the non-leaf tensors of a TorchScript-converted program. With
+    PyTorch's overwrite switch, ``.half()`` makes new tensors instead."""
+    import torch
+
+    module = program.module()
+    previous = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        with torch.no_grad():  # a TorchScript archive's weights come back as buffers that require grad
+            return module.half()
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(previous)

@@ -81,7 +81,10 @@ def _fp16_program(model):
             )
 
     # Tracing the shared program's graph (not the eager model again) keeps one source of truth.
-    graph = copy.deepcopy(model.exported_program().module()).half()
+    from edgekit.targets.executorch.convert import float16_graph, half_module
+
+    graph = half_module(model.exported_program())
+    float16_graph(graph)  # float32 baked into ops (an LSTM's zero state) would mix dtypes at run time
     return _export(Float16Graph(graph), model, varargs=True)
 
 
@@ -129,12 +132,76 @@ def _static_int8_program(model, calibration, options=None):
         raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
     result = int8_program(model, calibration, options)
     require_quantized(result.coverage, "executorch int8")
+    from edgekit.quantize.embeddings import embedding_byte
+
     facts = {
         "quantizer": "edgekit.quantize (PT2E, XNNPACK scheme + fused clamp activations)",
         "scheme": "symmetric per-channel int8 weights, static int8 activations",
         **result.to_manifest(),
     }
-    return _export(copy.deepcopy(result.converted(fold_quantize=True)), model), facts
+    graph = copy.deepcopy(result.converted(fold_quantize=True))
+    # int8 tables read row by row (XNNPACK takes no embeddings; a dequantize of the whole table per call otherwise)
+    if embedding_byte(graph) and "embeddings" in facts:
+        facts["embeddings"]["lookup"] = "quantized_decomposed::embedding_byte (executorch quantized kernels)"
+    dynamic = dynamic_inputs_for_float_outputs(graph)
+    if dynamic:
+        facts["float_output_layers"] = {
+            "count": dynamic,
+            "lowered_as": "XNNPACK int8-dynamic linear (qd8-f32-qc8w): int8 weights, input quantized per call, float output",
+            "why": "XNNPACK's static int8 linear must quantize its output; these layers keep a float output "
+                   "(the residual stream: quantization.kept_float)",
+        }
+    return _export(graph, model), facts
+
+
+def dynamic_inputs_for_float_outputs(graph_module) -> int:
+    """Linear layers of the shared program with a static int8 input, int8 weights and a FLOAT output
+    (edgekit.quantize.annotate keeps a transformer's residual stream float) get their input quantized
+    per call instead: XNNPACK runs static int8 linears only with an int8 output, but int8-dynamic
+    linears (qd8-f32-qc8w) have a float output, so the weights stay int8 and inside the delegate
+    rather than falling to portable kernels that dequantize them on every call. The per-call scale
+    covers the actual input, never wider than the calibrated one. Returns the layers rewritten."""
+    import torch
+
+    qd = torch.ops.quantized_decomposed
+    count = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default:
+            continue
+        act, weight = node.args[0], node.args[1]
+        if not (_is(weight, qd.dequantize_per_channel.default) and _is(act, qd.dequantize_per_tensor.default)):
+            continue
+        if any(_is(u, qd.quantize_per_tensor.default) for u in node.users):
+            continue  # static output: XNNPACK's static int8 linear
+        quant = act.args[0]
+        if not _is(quant, qd.quantize_per_tensor.default):
+            continue
+        source, qmin, qmax = quant.args[0], act.args[3], act.args[4]
+        graph = graph_module.graph
+        with graph.inserting_before(node):
+            qparams = graph.call_function(qd.choose_qparams.tensor, (source, qmin, qmax, 2**-12, torch.int8))
+            scale = graph.call_function(operator_getitem(), (qparams, 0))
+            zero = graph.call_function(operator_getitem(), (qparams, 1))
+            q = graph.call_function(qd.quantize_per_tensor.tensor, (source, scale, zero, qmin, qmax, torch.int8))
+            dq = graph.call_function(qd.dequantize_per_tensor.tensor, (q, scale, zero, qmin, qmax, torch.int8))
+        node.replace_input_with(act, dq)
+        count += 1
+    if count:
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return count
+
+
+def _is(node, target) -> bool:
+    import torch
+
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is target
+
+
+def operator_getitem():
+    import operator
+
+    return operator.getitem
 
 
 def _int8_int4_program(model, group_size: int):

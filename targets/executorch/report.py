@@ -32,12 +32,9 @@ def op_name(target: Any) -> str:
 
 
 def _where(node) -> str | None:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    path, cls = list(stack.values())[-1]
-    cls_name = (cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))).split(".")[-1]
-    return f"{path or '<root>'} ({cls_name})"
+    from edgekit.export import node_location  # one reading of nn_module_stack for every error message
+
+    return node_location(node)
 
 
 def from_edge_program(edge_manager, delegate: str) -> dict[str, Any]:

@@ -4,20 +4,20 @@ BundledProgram (.bpte) with reference inputs/outputs on request (--bundle).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from types import MappingProxyType
 from typing import Any
 
-from edgekit.errors import ConversionError, EdgekitError, ModelLoadError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, ModelLoadError
 from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, TensorSpec, package_version
 from edgekit.targets.executorch import bundle as bundle_mod
 from edgekit.targets.executorch import delegates as delegates_mod
 from edgekit.targets.executorch import quantize as recipes
 from edgekit.targets.executorch import report as report_mod
 from edgekit.targets.executorch.runtime import IO_METHOD, ExecuTorchRuntime, io_names_json
+from edgekit.targets.executorch.settings import ExecuTorchSettings
 
-# target_options keys (library callers) <- CLI flags
-OPTION_KEYS = ("delegate", "bundle", "bundle_samples", "group_size")
 
 
 
@@ -25,6 +25,8 @@ class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
     extra_suffixes = (bundle_mod.SUFFIX,)  # `edgekit inspect model.bpte` works too
+    settings_class = ExecuTorchSettings
+    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
     on_device = OnDevice(
         "ExecuTorch",
         runner="executor_runner",
@@ -70,22 +72,13 @@ class ExecuTorchTarget(Target):
         }
         return {k: v for k, v in values.items() if v is not None}
 
-    @staticmethod
-    def settings(options) -> dict[str, Any]:
-        """This target's options with defaults, validated (library callers pass dicts)."""
-        given = dict(options.options_for("executorch"))
-        unknown = sorted(set(given) - set(OPTION_KEYS))
-        if unknown:
-            raise UsageError(f"target_options['executorch']: unknown key(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}")
-        settings = {
-            "delegate": delegates_mod.resolve(given.get("delegate")),
-            "bundle": bool(given.get("bundle", False)),
-            "bundle_samples": int(given.get("bundle_samples") or bundle_mod.DEFAULT_SAMPLES),
-            "group_size": int(given.get("group_size") or recipes.DEFAULT_GROUP_SIZE),
-        }
-        if settings["bundle_samples"] < 1:
-            raise UsageError("--bundle-samples must be at least 1")
-        return settings
+    @classmethod
+    def settings(cls, options) -> dict[str, Any]:
+        """This target's options (targets/executorch/settings.py), the delegate resolved against the
+        installed executorch."""
+        typed = cls.read_settings(options)
+        return {"delegate": delegates_mod.resolve(typed.delegate), "bundle": typed.bundle,
+                "bundle_samples": typed.bundle_samples, "group_size": typed.group_size}
 
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         self.require()
@@ -95,10 +88,19 @@ class ExecuTorchTarget(Target):
             program, quant_facts = recipes.prepare_program(
                 model, precision, delegate, calibration, settings["group_size"], options=options
             )
-            from edgekit.targets.executorch.convert import prepare_for_lowering
+            from edgekit.targets.executorch import convert as lowering
 
-            program, lowering_facts = prepare_for_lowering(program)  # recurrent layers: delegable cells
-            edge = self._lower(program, model, delegate, precision)
+            program, lowering_facts = lowering.prepare_for_lowering(program)  # recurrent layers: delegable cells
+            if precision == "fp16" and program is not model.exported_program():
+                casts = lowering.unify_float16(program)  # before minutes of lowering, not after
+                if casts:
+                    lowering_facts["float16_casts_inserted"] = casts
+            half_files = precision == "fp16" and delegate.name == "xnnpack"
+            with lowering.float16_filters() if half_files else contextlib.nullcontext() as kept:
+                edge = self._lower(program, model, delegate, precision)
+            if kept:
+                lowering_facts["float16_filters"] = "convolution filters and biases stored float16 (XNNPACK widens them to float32 by default)"
+            mixed = lowering.mixed_dtype_nodes(edge)  # names the module when the run below fails
             delegation = report_mod.from_edge_program(edge, delegate.name)
             executorch_program = edge.to_executorch(self._backend_config(delegate))
         except EdgekitError:
@@ -115,6 +117,8 @@ class ExecuTorchTarget(Target):
         runtime = ExecuTorchRuntime().load(path)
         used = list(delegation["backends"])
         reason = delegates_mod.unverifiable_reason(used)
+        if reason is None:  # one run here: a program that cannot execute fails now, in seconds
+            self._check_runs(path, model, mixed)
         details: dict[str, Any] = {
             "delegate": delegate.name,
             "runs_on": delegate.runs_on,
@@ -140,6 +144,26 @@ class ExecuTorchTarget(Target):
             details=details,
             unverifiable_reason=reason,
             warnings=warnings,
+        )
+
+    @staticmethod
+    def _check_runs(path: str, model, mixed: list[str]) -> None:
+        """Run the program once; on failure name the op whose inputs mix float16 and float32 (the
+        portable kernels do not promote: the usual cause), else the runtime's failing check."""
+        from edgekit.targets.executorch.convert import smoke_run
+
+        error = smoke_run(path, model.example_inputs)
+        if not error:
+            return
+        if mixed:
+            raise ConversionError(
+                f"executorch cannot convert op {mixed[0]}: its inputs mix float16 and float32, which the "
+                f"portable kernels do not promote ({len(mixed)} such op(s); the run failed: {error})",
+                hint="convert with --quantize none, or cast that layer's inputs to one dtype in the model",
+            )
+        raise ConversionError(
+            f"executorch built a program that fails when run once on the example inputs: {error}",
+            hint="try --delegate none or another --quantize",
         )
 
     @staticmethod
@@ -230,9 +254,12 @@ class ExecuTorchTarget(Target):
         info["methods"] = sorted(methods)
         info["runtime"] = runtime.version()
         summary = {"delegate calls": ", ".join(f"{k} x{v}" for k, v in info["delegate_calls"].items()) or "none"}
-        manifest_file = manifest_mod.manifest_path(path if path.endswith(self.suffix) else path[: -len(bundle_mod.SUFFIX)] + self.suffix)
-        if manifest_file.exists():
-            delegation = (manifest_mod.read(manifest_file).get("target_details") or {}).get("delegation")
+        try:  # a manifest edgekit cannot read is said by `edgekit inspect` itself; its facts are not used
+            found = manifest_mod.beside(path if path.endswith(self.suffix) else path[: -len(bundle_mod.SUFFIX)] + self.suffix)
+        except manifest_mod.ManifestError:
+            found = None
+        if found is not None:
+            delegation = found.target_details.get("delegation")
             if delegation:
                 info["delegation"] = delegation
                 summary["delegation (from the manifest)"] = report_mod.summary_line(delegation)

@@ -16,8 +16,8 @@ def halve_weight_range(proto) -> int:
     """Requantize int8 QDQ weights to 7 bits (q / 2, scale x 2); returns the tensors changed.
 
     onnxruntime's x86 kernels without VNNI (AVX2) multiply u8 x s8 pairs into int16 and saturate
-    with full 8-bit weights (targets/onnx/quantize.py): the ONNX target's default ``reduce_range``
-    applies to the shared PT2E weights the same way it applies to onnxruntime's own quantizer.
+    with full 8-bit weights (targets/onnx/quantize.py): ``--onnx-reduce-range`` (for such CPUs only;
+    full range is the default) applies to the shared PT2E weights as to onnxruntime's own quantizer.
     """
     import numpy as np
     from onnx import TensorProto, numpy_helper
@@ -57,12 +57,15 @@ def pt2e_qdq(model, options, calibration, opset: int, path: str, reduce_range: b
 
     from edgekit.errors import ConversionError
     from edgekit.quantize.coverage import require_quantized
+    from edgekit.quantize.embeddings import gather_rows
     from edgekit.quantize.shared import int8_program
     from edgekit.targets.onnx.export import _strip_debug_metadata, save
+    from edgekit.targets.onnx.quantize import weight_range
 
     shared = int8_program(model, calibration, options)
     require_quantized(shared.coverage, "onnx int8")
     graph = copy.deepcopy(shared.converted(fold_quantize=True))
+    gather_rows(graph)  # int8 tables: Gather int8 rows, then scale (edgekit/quantize/embeddings.py)
     names = dict(input_names=[s.name for s in model.inputs], output_names=list(model.output_names))
     try:
         program = torch.export.export(graph, tuple(model.example_inputs), dynamic_shapes=model.dynamic_shapes(), strict=False)
@@ -81,6 +84,7 @@ def pt2e_qdq(model, options, calibration, opset: int, path: str, reduce_range: b
         "weights": "int8, per-channel symmetric, "
                    + ("7-bit range (reduce_range: PT2E's weights requantized to [-64, 64])" if reduce_range else "full 8-bit range"),
         "activations": f"int8, observer {shared.choice.recipe.observer} (chosen on held-back calibration samples)",
+        "weight_range": weight_range(reduce_range),
         **shared.to_manifest(),
     }
 

@@ -5,11 +5,14 @@ Choices (and why), measured on this project's test models with onnxruntime 1.31 
   optimisation such as MatMul+Add -> Gemm, ONNX shape inference) runs before int8 and int8-dynamic,
   as onnxruntime recommends: it gives the quantizer the shapes it needs and folds ops so fewer
   tensors get their own scale. Without it the quantizer stopped on the dynamo exporter's graphs.
-- 7-bit weights (``reduce_range``) by default: onnxruntime's x86 int8 kernels without VNNI
-  (AVX2, most cloud and desktop CPUs) multiply u8 x s8 pairs into int16 and saturate with full 8-bit
-  weights. Measured cosine to the float model, full range -> reduce range: mlp int8 0.972 -> 0.9996,
-  tiny_transformer int8 0.980 -> 0.9998, small_cnn int8-dynamic 0.992 -> 0.9999. ARM and VNNI
-  kernels do not saturate: ``reduce_range=False`` (``--onnx-full-range``) keeps the 8th bit there.
+- Full 8-bit weights by default, 7-bit (``reduce_range``, ``--onnx-reduce-range``) on request: the
+  weight range is a property of the CPU that runs the model (``weight_range`` below, recorded in the
+  manifest). edgekit's targets are phones and boards (ARM: int8 dot products SDOT/SMMLA accumulate
+  in int32, exact with full-range weights) and x86 with VNNI (VPDPBUSD, int32 accumulation, exact).
+  Only x86 AVX2 WITHOUT VNNI multiplies u8 x s8 pairs into int16 (VPMADDUBSW) and saturates with
+  full-range weights; that older desktop/cloud x86 is what ``reduce_range`` is for. 7 bits cost
+  accuracy wherever they are not needed: EfficientNet-Lite0 static int8 cosine 0.991 -> 0.910,
+  MiniLM int8-dynamic top-1 agreement 0.917 (benchmarks/results/sections/int8.md).
 - int8: static QDQ, per-channel symmetric int8 weights, int8 activations (S8S8, onnxruntime's
   recommended default for CPUs), MinMax calibration on the calibration samples. Percentile and
   entropy calibration measured no better on the test models (within 0.0001 cosine).
@@ -45,6 +48,47 @@ def preprocess(src: str, dst: str) -> str:
         return f"skipped: onnxruntime quant_pre_process failed ({first_line(exc)})"
 
 
+def host_int8_dot() -> str:
+    """How this host's CPU computes int8 dot products: "vnni" / "arm" (exact with full-range
+    weights), "avx2" (u8 x s8 pairs saturate in int16 with full-range weights) or "unknown"."""
+    import platform
+
+    machine = platform.machine().lower()
+    if machine.startswith(("arm", "aarch64")):
+        return "arm"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = set(next((line.split(":", 1)[1] for line in fh if line.startswith("flags")), "").split())
+    except OSError:
+        return "unknown"
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "vnni"
+    return "avx2" if "avx2" in flags else "unknown"
+
+
+def weight_range(reduce_range: bool) -> dict[str, Any]:
+    """The manifest's record of the int8 weight range and the CPUs it is exact on, with what that
+    means for the verification just run on this host."""
+    host = host_int8_dot()
+    if reduce_range:
+        record = {"bits": 7, "range": "[-64, 64]", "chosen_for": "x86 AVX2 without VNNI (--onnx-reduce-range)",
+                  "why": "onnxruntime's AVX2 u8 x s8 kernels sum pairs of products in int16 and saturate "
+                         "with full-range weights; 7 bits cost accuracy on every other CPU"}
+    else:
+        record = {"bits": 8, "range": "[-127, 127]", "chosen_for": "ARM (phones, boards) and x86 with VNNI",
+                  "why": "int8 dot products accumulate in int32 there (ARM SDOT/SMMLA, x86 VPDPBUSD): full range "
+                         "is exact; --onnx-reduce-range gives 7-bit weights for x86 AVX2 without VNNI"}
+    if host == "avx2" and not reduce_range:
+        record["host"] = ("this host is x86 AVX2 without VNNI: its onnxruntime may saturate full-range products, "
+                          "so host verification can read lower than the device computes")
+    else:
+        record["host"] = {"vnni": "this host is x86 with VNNI: verification computes what the device computes",
+                          "arm": "this host is ARM: verification computes what the device computes",
+                          "avx2": "this host is x86 AVX2 without VNNI: 7-bit weights keep its kernels exact",
+                          "unknown": "this host's int8 dot-product instructions are unknown"}[host]
+    return record
+
+
 def quantize_dynamic(src: str, dst: str, reduce_range: bool) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
@@ -58,6 +102,7 @@ def quantize_dynamic(src: str, dst: str, reduce_range: bool) -> dict[str, Any]:
         # onnxruntime quantizes MatMul/Gemm weights per channel, Conv (ConvInteger) weights per tensor
         "weights": "int8; per-channel for MatMul/Gemm, per-tensor for Conv" + (", 7-bit range (reduce_range)" if reduce_range else ", full 8-bit range"),
         "activations": "uint8, quantized at run time",
+        "weight_range": weight_range(reduce_range),
         "shared_weights_copied": copies,
     }
 
@@ -89,6 +134,7 @@ def quantize_static(src: str, dst: str, input_names: Sequence[str], samples: Seq
         "format": "QDQ",
         "weights": "int8, per-channel symmetric" + (", 7-bit range (reduce_range)" if reduce_range else ", full 8-bit range"),
         "activations": "int8, from calibration (MinMax)",
+        "weight_range": weight_range(reduce_range),
         "calibration_samples": len(samples),
         "shared_weights_copied": copies,
     }

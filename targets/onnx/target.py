@@ -4,7 +4,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from edgekit.errors import ConversionError, UsageError, first_line
@@ -13,33 +12,10 @@ from edgekit.targets.onnx import export as onnx_export
 from edgekit.targets.onnx import quantize as recipes
 from edgekit.targets.onnx import int8 as onnx_int8
 from edgekit.targets.onnx.runtime import ONNXRuntime
+from edgekit.targets.onnx.settings import ONNXSettings
 
-_OPTION_KEYS = ("opset", "reduce_range")
-QDQ_MIN_OPSET = 13
 MANIFEST_KEY = "edgekit.manifest"  # model-level metadata_props entry holding the manifest
 _INTEGER_TYPES = ("INT8", "UINT8", "INT4", "UINT4", "INT16", "UINT16")
-
-
-
-@dataclass(frozen=True)
-class ONNXSettings:
-    """This target's own options, from ``ConvertOptions.target_options["onnx"]`` (or the CLI)."""
-
-    opset: int = onnx_export.DEFAULT_OPSET
-    reduce_range: bool = True
-
-    @classmethod
-    def from_options(cls, values) -> "ONNXSettings":
-        unknown = sorted(set(values) - set(_OPTION_KEYS))
-        if unknown:
-            raise UsageError(f"onnx target: unknown option {', '.join(unknown)}; known: {', '.join(_OPTION_KEYS)}")
-        opset = values.get("opset", onnx_export.DEFAULT_OPSET)
-        if isinstance(opset, bool) or not isinstance(opset, int):
-            raise UsageError(f"--opset must be a whole number, got {opset!r}")
-        top = onnx_export.max_opset()
-        if not onnx_export.MIN_OPSET <= opset <= top:
-            raise UsageError(f"--opset {opset}: the onnx target writes opsets {onnx_export.MIN_OPSET} to {top}")
-        return cls(opset=opset, reduce_range=bool(values.get("reduce_range", True)))
 
 
 class ONNXTarget(Target):
@@ -51,7 +27,9 @@ class ONNXTarget(Target):
     extra = "onnx"
     description = "ONNX (onnxruntime on Android, iOS, Linux boards, Windows; many NPU vendors' toolchains)"
     supports_dynamic = True
+    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
     on_device = OnDevice("ONNX", python_module="onnxruntime")
+    settings_class = ONNXSettings
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -60,9 +38,13 @@ class ONNXTarget(Target):
             help=f"ONNX opset to write (default {onnx_export.DEFAULT_OPSET}; below 18 uses torch's TorchScript-based exporter)",
         )
         parser.add_argument(
+            "--onnx-reduce-range", dest="onnx_reduce_range", action="store_true",
+            help="int8 / int8-dynamic: 7-bit weights, for x86 CPUs with AVX2 but without VNNI (whose onnxruntime "
+            "kernels saturate with full-range weights); the default full 8-bit range is exact on ARM and VNNI",
+        )
+        parser.add_argument(
             "--onnx-full-range", dest="onnx_full_range", action="store_true",
-            help="int8 / int8-dynamic: full 8-bit weights instead of 7-bit; exact on ARM and VNNI CPUs, "
-            "but onnxruntime's x86 AVX2 kernels saturate with them (host verification may then fail)",
+            help="full 8-bit weights (the default; kept for older command lines)",
         )
 
     @classmethod
@@ -70,17 +52,17 @@ class ONNXTarget(Target):
         out: dict[str, Any] = {}
         if getattr(args, "onnx_opset", None) is not None:
             out["opset"] = args.onnx_opset
-        if getattr(args, "onnx_full_range", False):
+        if getattr(args, "onnx_reduce_range", False) and getattr(args, "onnx_full_range", False):
+            raise UsageError("--onnx-reduce-range and --onnx-full-range contradict each other; give one")
+        if getattr(args, "onnx_reduce_range", False):
+            out["reduce_range"] = True
+        elif getattr(args, "onnx_full_range", False):
             out["reduce_range"] = False
         return out
 
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         self.require()
-        settings = ONNXSettings.from_options(options.options_for(self.name))
-        if precision == "int8" and settings.opset < QDQ_MIN_OPSET:
-            # onnxruntime writes QDQ with int32 biases and per-channel axes, which opset 13 introduced;
-            # below it the quantizer emits a graph onnxruntime itself refuses to load
-            raise UsageError(f"--quantize int8 on the onnx target needs --opset {QDQ_MIN_OPSET} or newer (got {settings.opset})")
+        settings = self.read_settings(options, precision)  # targets/onnx/settings.py
         float_path = os.path.join(workdir, "float.onnx")
         details = onnx_export.export_onnx(model, settings.opset, float_path)
         details["opset_requested"] = settings.opset

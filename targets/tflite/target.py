@@ -12,8 +12,9 @@ from edgekit.errors import ConversionError, first_line
 from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_version
 from edgekit.targets.tflite import metadata as tflite_metadata
 from edgekit.targets.tflite import quantize as recipes
-from edgekit.targets.tflite.int8 import INT8_ROUTES, check_route, static_int8
+from edgekit.targets.tflite.int8 import INT8_ROUTES, static_int8
 from edgekit.targets.tflite.runtime import TFLiteRuntime
+from edgekit.targets.tflite.settings import TFLiteSettings
 
 log = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
@@ -28,6 +29,8 @@ class TFLiteTarget(Target):
     extra = "tflite"
     description = "TFLite / LiteRT flatbuffer (Android, Linux boards, microcontrollers)"
     io_types = ("float", "int8")
+    settings_class = TFLiteSettings
+    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
     on_device = OnDevice(
         "TFLite / LiteRT",
         runner="benchmark_model",
@@ -61,8 +64,13 @@ class TFLiteTarget(Target):
         final_path = os.path.join(workdir, f"model{self.suffix}")
         float_path = os.path.join(workdir, "float.tflite")
         if precision == "int8":
-            route = check_route(dict(options.options_for(self.name)).get("int8_route", "auto"))
+            route = self.read_settings(options, precision).int8_route
             content, details["int8"] = self._static_int8(model, options, calibration or [], workdir, route)
+            if options.io == "int8":  # outputs the int8 program leaves float (softmax) become int8 too
+                from edgekit.targets.tflite.io_types import int8_outputs
+
+                content, facts = int8_outputs(content, model, calibration or [], workdir)
+                details["int8"].update(facts)
             with open(final_path, "wb") as fh:
                 fh.write(content)
         else:

@@ -23,8 +23,8 @@ from edgekit.targets.torchscript_lite.runtime import (
     quantized_tensors,
     read_metadata,
 )
+from edgekit.targets.torchscript_lite.settings import TorchScriptLiteSettings
 
-_OPTION_KEYS = ("script",)
 NO_XNNPACK = "skipped: this torch was built without XNNPACK"
 
 
@@ -37,6 +37,7 @@ def xnnpack_enabled() -> bool:
 class TorchScriptLiteTarget(Target):
     name = "torchscript-lite"
     suffix = ".ptl"
+    settings_class = TorchScriptLiteSettings
     precisions = ("none",) + recipes.RECIPES
     default_precision = "none"
     requires = ("torch",)
@@ -65,11 +66,7 @@ class TorchScriptLiteTarget(Target):
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         import torch
 
-        values = dict(options.options_for(self.name))
-        unknown = sorted(set(values) - set(_OPTION_KEYS))
-        if unknown:
-            raise UsageError(f"torchscript-lite target: unknown option {', '.join(unknown)}; known: {', '.join(_OPTION_KEYS)}")
-        script = bool(values.get("script", False))
+        script = self.read_settings(options, precision).script
         details: dict[str, Any] = {"capture": "torch.jit.script" if script else "torch.jit.trace", "legacy": True}
         warnings: list[str] = []
 

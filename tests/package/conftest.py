@@ -46,6 +46,18 @@ def tflite_artifacts(tmp_path_factory, model_files, calibration_files, digits):
     return {"cnn_int8": cnn.path, "digits": dig.path, "text": text.path}
 
 
+@pytest.fixture(scope="session")
+def stateful_tflite(tmp_path_factory):
+    """An LSTM step (x, h0, c0) -> (scores, h1, c1) as TFLite: the artifact names its inputs args_0..2,
+    the manifest's state pairs name the model's (output_1 -> h0, output_2 -> c0)."""
+    from edgekit.pipeline import convert
+
+    (art,) = convert(None, target="tflite", model_factory="tests.verify.models:lstm", name="lstm_step",
+                     inputs=["x:1x4x8", "h0:1x1x16", "c0:1x1x16"], output_dir=str(tmp_path_factory.mktemp("stateful")))
+    assert art.status == "passed", (art.error, art.parity)
+    return art.path
+
+
 def _constructed_manifest(artifact: Path, target: str, fmt: str, inputs, outputs, reference: dict) -> dict:
     """A manifest in edgekit's schema for an artifact made here with the real converter."""
     from edgekit import manifest as manifest_mod

@@ -62,7 +62,7 @@ def all_keys(value) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def written_model_info(tflite_artifacts, pte_artifact, mlpackage_artifact, tmp_path_factory):
+def written_model_info(tflite_artifacts, pte_artifact, mlpackage_artifact, stateful_tflite, tmp_path_factory):
     """models.json as `edgekit package` writes it for every kind of model each app takes."""
     import shutil
 
@@ -71,7 +71,7 @@ def written_model_info(tflite_artifacts, pte_artifact, mlpackage_artifact, tmp_p
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")
     android = Path(shutil.copytree(ANDROID, root / "android"))
     ios = Path(shutil.copytree(IOS, root / "ios"))
-    package(list(tflite_artifacts.values()) + [pte_artifact], "android", android, vocab=str(vocab))
+    package(list(tflite_artifacts.values()) + [pte_artifact, stateful_tflite], "android", android, vocab=str(vocab))
     package([mlpackage_artifact, pte_artifact], "ios", ios)
     read = lambda d, app: json.loads((d / APPS[app].models_dir / MODEL_INFO_FILE).read_text())
     return {"android": read(android, "android"), "ios": read(ios, "ios")}
@@ -81,7 +81,7 @@ def written_model_info(tflite_artifacts, pte_artifact, mlpackage_artifact, tmp_p
 def test_every_key_the_kotlin_code_reads_is_written(written_model_info):
     read = kotlin_model_info_keys()
     assert {"models", "inputs", "outputs", "quantization", "zero_point", "mean", "std", "gray_weights",
-            "special_tokens", "vocab_file", "labels", "top_k", "signature", "parity"} <= read
+            "special_tokens", "vocab_file", "labels", "top_k", "signature", "parity", "state", "output", "input"} <= read
     assert read - all_keys(written_model_info["android"]) == set()
 
 
@@ -89,7 +89,7 @@ def test_every_key_the_kotlin_code_reads_is_written(written_model_info):
 def test_every_key_the_swift_code_reads_is_written(written_model_info):
     read = swift_model_info_keys()
     assert {"models", "inputs", "quantization", "zero_point", "color_layout", "gray_weights", "special_tokens",
-            "max_length", "labels", "top_k", "parity", "size_bytes"} <= read
+            "max_length", "labels", "top_k", "parity", "size_bytes", "state"} <= read
     # both apps read one model-info schema; the text block is exercised by the android file's text model
     assert read - all_keys(written_model_info["ios"]) - all_keys(written_model_info["android"]) == set()
     assert {"runtime", "format", "image", "text"} <= all_keys(written_model_info["ios"]) & read

@@ -77,6 +77,7 @@ def test_android_model_info_agrees_with_manifests(tflite_artifacts, pte_artifact
     assert text["top_k"] == 3 and text["outputs"][0]["role"] == "logits"
 
     assert pte["format"] == "pte" and pte["method"] == "forward" and pte["task"] == "image-classification"
+    assert [m["state"] for m in info["models"]] == [[], [], [], []]  # no model here feeds anything back
     assert result.model_info_path == models_dir / MODEL_INFO_FILE
     assert not [p for p in models_dir.parent.iterdir() if p.name.startswith(".edgekit")]
 
@@ -236,3 +237,38 @@ def test_core_ml_image_input_takes_raw_pixels(tflite_artifacts):
     doc["target_details"] = {}
     with pytest.raises(DataError, match="uint8 tensor 'image' has no quantization scale and zero point"):
         model_entry(doc, "m.mlpackage", "ios")
+
+
+def test_a_stateful_model_tells_the_app_which_outputs_feed_which_inputs(stateful_tflite, android_app):
+    """The manifest's pairs name the model's tensors (output_1 -> h0); the app gets artifact positions."""
+    package([stateful_tflite], "android", android_app)
+    (entry,) = _info(android_app, "android")["models"]
+    doc = manifest_mod.read(stateful_tflite)
+    assert [(p["output"], p["input"]) for p in doc["state"]] == [("output_1", "h0"), ("output_2", "c0")]
+    assert [t["name"] for t in entry["inputs"]] == ["args_0", "args_1", "args_2"]  # the artifact's own names
+    assert entry["state"] == [{"output": 1, "input": 1}, {"output": 2, "input": 2}]
+    assert [entry["outputs"][p["output"]]["shape"] for p in entry["state"]] == [[1, 1, 16], [1, 1, 16]]
+    assert [entry["inputs"][p["input"]]["shape"] for p in entry["state"]] == [[1, 1, 16], [1, 1, 16]]
+
+
+def test_a_state_pair_the_artifact_lacks_is_refused(stateful_tflite, tmp_path):
+    from edgekit.package import model_entry
+
+    doc = manifest_mod.read(stateful_tflite)
+    doc["state"][1]["input"] = "cell"
+    with pytest.raises(DataError, match="names 'cell', which is not among the artifact's inputs"):
+        model_entry(doc, "lstm_step.tflite", "android")
+
+
+def test_inspect_shows_a_real_artifacts_coverage_and_state(tflite_artifacts, stateful_tflite, capsys):
+    """What the apps get from the manifest, `edgekit inspect` shows: the int8 CNN's counted coverage,
+    the LSTM step's state pairs in the artifact's own names."""
+    assert main(["inspect", tflite_artifacts["cnn_int8"]]) == 0
+    out = capsys.readouterr().out
+    coverage = manifest_mod.load(tflite_artifacts["cnn_int8"]).coverage
+    assert coverage["weights_total"] > 0 and coverage["weight_share"] >= 0.5
+    assert f"quantization coverage: {100 * coverage['weight_share']:.1f}% of weights" in out
+    assert main(["inspect", stateful_tflite]) == 0
+    out = capsys.readouterr().out
+    assert "state: output 1 (output_1) feeds input 1 (args_1) at the next step" in out
+    assert "state: output 2 (output_2) feeds input 2 (args_2) at the next step" in out

@@ -101,3 +101,42 @@ def depthwise_variants(depthwise_exported, calibration, evaluation, depthwise_pr
     from edgekit.quantize.mixed import Int8Variants
 
     return Int8Variants(depthwise_exported, depthwise_program, calibration, evaluation, _int8_tolerance())
+
+
+# the outlier CNN (tests/quantize/outlier_model.py): static int8 misses the default tolerance, so
+# `edgekit convert --quantize int8` has to find the layers to keep float
+
+
+@pytest.fixture(scope="session")
+def outlier_files(tmp_path_factory, digits_split):
+    from tests.quantize.outlier_model import train_outlier_cnn
+
+    folder = tmp_path_factory.mktemp("outlier")
+    paths = {"model": str(folder / "outlier.pt"), "calibration": str(folder / "calib.npz"), "eval": str(folder / "eval.npz")}
+    torch.save(train_outlier_cnn(digits_split).state_dict(), paths["model"])
+    np.savez(paths["calibration"], x=digits_split.x_train[:200])
+    np.savez(paths["eval"], x=digits_split.x_test)
+    return paths
+
+
+OUTLIER_ARCH = "tests.quantize.outlier_model:outlier_cnn"
+
+
+def convert_outlier(files, folder, targets, precision, stream=None, **options):
+    """edgekit.convert of the outlier CNN, as `edgekit convert outlier.pt --arch ... --input x:1x1x8x8` does."""
+    import edgekit
+    from edgekit.ui import Reporter
+
+    return edgekit.convert(files["model"], target=targets, quantize=precision, arch=OUTLIER_ARCH, inputs=["x:1x1x8x8"],
+                           calibration=files["calibration"], eval_data=files["eval"], output_dir=str(folder),
+                           reporter=Reporter(quiet=stream is None, stream=stream), **options)
+
+
+@pytest.fixture(scope="session")
+def outlier_int8(outlier_files, tmp_path_factory):
+    """`edgekit convert --quantize int8 -t tflite -t executorch` of the outlier CNN: artifacts and console."""
+    import io
+
+    stream = io.StringIO()
+    artifacts = convert_outlier(outlier_files, tmp_path_factory.mktemp("outlier_int8"), ["tflite", "executorch"], "int8", stream)
+    return artifacts, stream.getvalue()

@@ -55,7 +55,7 @@ def test_fused_clamps_beat_xnnpack_alone(depthwise_model, depthwise_exported, ca
 
 def test_auto_scores_every_candidate_on_held_back_samples_and_keeps_the_best(auto_result):
     names = [c.name for c in auto_result.candidates]
-    assert names == ["histogram", "minmax", "percentile"]
+    assert names == ["histogram", "histogram+bias-correction", "minmax", "percentile"]
     assert all(c.heldout_inputs == 16 and c.error is None for c in auto_result.candidates)
     assert auto_result.choice.key() == max(c.key() for c in auto_result.candidates)
     assert auto_result.heldout_samples == 16 and auto_result.calibration_samples == 64

@@ -17,9 +17,9 @@ def test_one_decision_serves_executorch_and_onnx(digits, tmp_path):
     blocks = [manifest.read(a.path)["target_details"]["quantization"] for a in arts]
     # the same search result: calibrated once, the same candidates and scores in both manifests
     assert blocks[0]["candidates"] == blocks[1]["candidates"] and blocks[0]["chosen"] == blocks[1]["chosen"]
-    assert [c["name"] for c in blocks[0]["candidates"]] == ["histogram", "minmax", "percentile"]
+    assert [c["name"] for c in blocks[0]["candidates"]] == ["histogram", "histogram+bias-correction", "minmax", "percentile"]
     assert blocks[0]["heldout_samples"] == 25 and blocks[0]["calibration_samples"] == 100
     for block in blocks:
         assert block["coverage"]["weight_share"] == 1.0 and block["coverage"]["ops_quantized"] == 4
     assert all(a.parity["top1"] >= 0.99 for a in arts)
-    assert "7-bit" in blocks[1]["weights"]
+    assert "full 8-bit range" in blocks[1]["weights"] and blocks[1]["weight_range"]["bits"] == 8

@@ -1,43 +1,49 @@
 """The Core AI target end to end: real coreai-torch conversions and coreai-opt compression, real
-.aimodel assets read back through coreai-core's bindings. The Core AI runtime executes only on iOS /
-macOS 27 and edgekit does not execute Core AI programs, so every artifact is `unverified` with the
-reason, never passed."""
+.aimodel assets read back through coreai-core's bindings and executed by edgekit's Core AI reference
+interpreter (the Core AI runtime itself runs only on iOS / macOS 27). A wrong weight written into the
+asset must fail; an op the interpreter lacks leaves the artifact unverified, with the op named."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import edgekit
 from edgekit.cli import main
-from edgekit.errors import EXIT_VERIFY_FAILED, DeviceError
+from edgekit.errors import DeviceError
 from edgekit.registry import get_target_class
-from edgekit.targets.coreai import CoreAITarget
-from edgekit.targets.coreai.runtime import NOT_ON_THIS_HOST, CoreAIRuntime
+from edgekit.targets.coreai import CoreAITarget, analysis, interpreter, program
+from edgekit.targets.coreai.runtime import CoreAIRuntime
 from tests import models
 
 pytestmark = pytest.mark.slow
 
 
-def _convert(tmp_path, precision):
-    return edgekit.convert(None, model_factory=models.FACTORIES["small_cnn"], target="coreai", quantize=precision,
-                           inputs=models.INPUT_SPECS["small_cnn"], output_dir=str(tmp_path), name="cnn", eval_samples=2)[0]
+def _convert(tmp_path, precision, factory="small_cnn", **kw):
+    return edgekit.convert(None, model_factory=models.FACTORIES.get(factory, factory), target="coreai", quantize=precision,
+                           inputs=kw.pop("inputs", models.INPUT_SPECS.get(factory)), output_dir=str(tmp_path),
+                           name="cnn", eval_samples=4, **kw)[0]
 
 
-@pytest.mark.parametrize("precision,storage,compression_op", [
-    ("none", "Float32", None),
-    ("fp16", "Float16", None),
-    ("palettize4", "UInt4", "lut_to_dense"),
+@pytest.mark.parametrize("precision,storage,compression_op,floor", [
+    ("none", "Float32", None, 0.999999),
+    ("fp16", "Float16", None, 0.99999),
+    ("palettize4", "UInt4", "lut_to_dense", 0.999),
 ])
-def test_converts_and_stays_unverified_with_the_reason(tmp_path, precision, storage, compression_op):
+def test_converts_and_the_reference_interpreter_verifies(tmp_path, precision, storage, compression_op, floor):
     art = _convert(tmp_path, precision)
-    assert art.status == "unverified" and art.parity["reasons"] == [NOT_ON_THIS_HOST]
+    assert art.status == "passed" and art.parity["cosine"] >= floor, art.parity
     assert art.path.endswith(f"cnn{'' if precision == 'none' else '_' + precision}.aimodel") and os.path.isdir(art.path)
     assert {"main.mlirb", "metadata.json"} <= set(os.listdir(art.path))
     doc = art.manifest
     details = doc["target_details"]
-    assert doc["format"] == "aimodel" and doc["status"] == "unverified"
+    assert doc["format"] == "aimodel" and doc["status"] == "passed"
+    assert details["verification"]["by"] == interpreter.NAME and details["verification"]["reference"] is True
     assert details["deployment_target"] == "iOS27 / macOS27" and details["compatibility_version"] == "27.0"
     assert details["ops"]["conv2d"] == 2 and details["ops"]["relu"] == 2
     assert max(details["storage_types"], key=details["storage_types"].get) == storage
@@ -50,25 +56,86 @@ def test_converts_and_stays_unverified_with_the_reason(tmp_path, precision, stor
     assert doc["versions"]["coreai-torch"] == "0.4.3" and doc["versions"]["coreai-core"] == "1.0.0b3"
 
 
-def test_runtime_describes_but_does_not_execute(tmp_path):
-    art = _convert(tmp_path, "none")
+def test_fp32_program_matches_eager_pytorch_and_composites_are_invoked(tmp_path):
+    """The transformer's layer_norm and attention are private graphs called by coreai.invoke."""
+    art = _convert(tmp_path, "none", "tiny_transformer")
     runtime = CoreAIRuntime().load(art.path)
-    assert [(s.name, s.shape, s.dtype) for s in runtime.inputs()] == [("x", (1, 3, 32, 32), "float32")]
-    with pytest.raises(DeviceError, match="edgekit does not execute Core AI programs"):
-        runtime.run([None])
+    assert [(s.name, s.shape, s.dtype) for s in runtime.inputs()] == [("x", (1, 16, 32), "float32")]
+    assert art.manifest["target_details"]["ops"]["invoke"] >= 2
+    module = models.tiny_transformer()
+    x = np.random.default_rng(1).standard_normal((1, 16, 32)).astype(np.float32)
+    with torch.no_grad():
+        eager = module(torch.from_numpy(x)).numpy()
+    ours = runtime.run([x])[0]
+    assert ours.dtype == np.float32 and np.max(np.abs(ours - eager)) < 1e-5 * max(1.0, np.abs(eager).max())
 
 
-def test_cli_inspect_and_strict(tmp_path, capsys):
+def _corrupt_largest_weight(asset_path: str) -> tuple:
+    """Negate the bytes of the largest float weight inside main.mlirb, in place; return its shape."""
+    graph = program.read_program(analysis.load_asset(asset_path)).entry
+    value = max((c for c in graph.constants.values() if c.dtype.kind == "f"), key=lambda c: c.size)
+    path = os.path.join(asset_path, "main.mlirb")
+    blob = open(path, "rb").read()
+    assert blob.count(value.tobytes()) == 1
+    where = blob.find(value.tobytes())
+    with open(path, "wb") as f:
+        f.write(blob[:where] + (-value).tobytes() + blob[where + value.nbytes:])
+    return value.shape
+
+
+def test_a_wrong_weight_in_the_asset_fails_verification(tmp_path, monkeypatch, capsys):
+    real_convert = CoreAITarget.convert
+    corrupted = []
+
+    def convert_then_corrupt(self, *args, **kwargs):
+        converted = real_convert(self, *args, **kwargs)
+        corrupted.append(_corrupt_largest_weight(converted.path))
+        return converted
+
+    monkeypatch.setattr(CoreAITarget, "convert", convert_then_corrupt)
+    code = main(["convert", "--model", models.FACTORIES["small_cnn"], "-i", "x:1x3x32x32", "-t", "coreai",
+                 "-o", str(tmp_path), "--name", "broken", "--eval-samples", "4"])
+    out = capsys.readouterr().out
+    assert corrupted == [(32, 16, 3, 3)] and code == 1
+    row = next(line for line in out.splitlines() if line.startswith("coreai"))
+    assert "FAILED" in row and "broken.aimodel" in row
+    doc = edgekit.manifest.read(str(tmp_path / "broken.aimodel"))
+    assert doc["status"] == "failed" and doc["parity"]["cosine"] < 0.99
+
+
+def cumulative():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=-1)
+
+    return Cumulative().eval()
+
+
+def test_an_op_the_interpreter_lacks_leaves_the_artifact_unverified(tmp_path):
+    art = _convert(tmp_path, "none", "tests.targets.test_coreai:cumulative", inputs=["x:1x8"])
+    reason = art.parity["reasons"][0]
+    assert art.status == "unverified"
+    assert reason == ("numerical parity not run: the Core AI runtime executes only on iOS / macOS 27, and "
+                      "edgekit's Core AI reference interpreter does not implement op scan")
+    with pytest.raises(DeviceError, match="does not implement op scan"):
+        CoreAIRuntime().load(art.path)
+
+
+def test_cli_strict_passes_and_inspect_names_the_interpreter(tmp_path, capsys):
     args = ["convert", "--model", models.FACTORIES["small_cnn"], "-i", "x:1x3x32x32", "-t", "coreai",
-            "-o", str(tmp_path), "--name", "cnn", "--strict", "--json"]
-    assert main(args) == EXIT_VERIFY_FAILED  # unverified under --strict
+            "-o", str(tmp_path), "--name", "cnn", "--strict", "--json", "--eval-samples", "4"]
+    assert main(args) == 0  # verified, so --strict accepts it
     result = json.loads(capsys.readouterr().out)["artifacts"][0]
-    assert result["status"] == "unverified" and os.path.isdir(result["path"])
+    assert result["status"] == "passed" and os.path.isdir(result["path"])
     assert main(["inspect", result["path"]]) == 0
     text = capsys.readouterr().out
     assert "format: Core AI asset (.aimodel: main.mlirb + metadata.json)" in text
     assert "deployment target: iOS27 / macOS27 (compatibility version 27.0)" in text
-    assert "storage types: Float32 " in text and "conv2d" in text and f"execution: {NOT_ON_THIS_HOST}" in text
+    assert "storage types: Float32 " in text and "conv2d" in text
+    assert f"execution: {interpreter.NAME} (the Core AI runtime needs iOS / macOS 27)" in text
+    copy = str(tmp_path / "copy.aimodel")
+    shutil.copytree(result["path"], copy)
+    assert CoreAIRuntime().load(copy).version().startswith(interpreter.NAME)
 
 
 def test_registered_with_every_precision_coreai_opt_builds_on_linux():

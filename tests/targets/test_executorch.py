@@ -176,7 +176,7 @@ def test_delegate_errors_name_what_is_available(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"coremltools \(needed by --delegate coreml\) is not installed") as err:
         delegates.resolve("coreml")
     assert err.value.hint == "pip install 'edgekit[coreml]'"
-    with pytest.raises(UsageError, match="unknown key.s. delgate"):
+    with pytest.raises(UsageError, match="has no option 'delgate' .did you mean 'delegate'.."):
         ExecuTorchTarget.settings(ConvertOptions(targets=("executorch",), target_options={"executorch": {"delgate": "none"}}))
 
 

@@ -93,7 +93,9 @@ def test_models_and_precisions_verify(onnx_convert, name, precision):
     if precision == "int8":  # the shared PT2E decision (edgekit.quantize) exported as QDQ
         assert details["quantization"]["format"] == "QDQ" and details["quantization"]["tool"].startswith("edgekit.quantize")
     if precision in ("int8", "int8-dynamic"):
-        assert details["quantized_tensors"] >= 1 and "7-bit range" in details["quantization"]["weights"]
+        assert details["quantized_tensors"] >= 1 and "full 8-bit range" in details["quantization"]["weights"]
+        weight_range = details["quantization"]["weight_range"]
+        assert weight_range["bits"] == 8 and weight_range["chosen_for"] == "ARM (phones, boards) and x86 with VNNI"
     # the file carries its own manifest (less size and digest), readable without the sidecar
     embedded = edgekit.inspect(art.path)["metadata"]
     assert embedded["precision"] == precision and embedded["status"] == "passed" and "sha256" not in embedded
@@ -138,37 +140,44 @@ def test_sizes_shrink_as_documented(tmp_path):
     assert sizes["fp16"] <= 0.55 * sizes["none"]
 
 
-def test_int8_is_static_qdq_per_channel_with_7_bit_weights(onnx_convert):
+def test_int8_is_static_qdq_per_channel_with_full_range_weights(onnx_convert):
     art = onnx_convert("small_cnn", "int8")
     info = edgekit.inspect(art.path)
     assert info["ops"]["QuantizeLinear"] >= 3 and info["ops"]["DequantizeLinear"] >= 6
     assert info["ops"]["Conv"] == 2  # BatchNorm folded away
     weights = info["quantized_tensors"]
     assert len(weights) == 3 and all(t["dtype"] == "int8" and t["granularity"] == "per-channel" for t in weights)
-    # reduce_range: 7-bit weights, so onnxruntime's x86 kernels do not saturate
+    # full 8-bit range by default (exact on ARM and VNNI): per-channel symmetric, so each channel reaches 127
     arrays = _initializers(art.path)
-    assert max(int(np.abs(arrays[t["name"]].astype(np.int32)).max()) for t in weights) <= 64
+    assert max(int(np.abs(arrays[t["name"]].astype(np.int32)).max()) for t in weights) == 127
     assert info["summary"]["opset"] == 18
 
 
-def test_full_range_flag_keeps_the_8th_bit(onnx_convert, model_files, tmp_path, capsys):
-    reduced = onnx_convert("mlp", "int8-dynamic")
+def test_reduce_range_flag_gives_7_bit_weights_for_avx2_hosts(onnx_convert, model_files, tmp_path, capsys):
+    full = onnx_convert("mlp", "int8-dynamic")
     code, out, err = _cli(
         capsys, "convert", model_files["mlp"], "--arch", models.FACTORIES["mlp"], "-i", "x:1x64", "-t", "onnx",
-        # full-range weights saturate onnxruntime's AVX2 kernels (cosine 0.989 measured here, against
-        # 0.9999 with 7-bit weights), pass on ARM and VNNI: this test checks the weights, not the host
-        "--quantize", "int8-dynamic", "--onnx-full-range", "--tolerance", "cosine=0.9", "-o", str(tmp_path), "--json",
+        "--quantize", "int8-dynamic", "--onnx-reduce-range", "--tolerance", "cosine=0.9", "-o", str(tmp_path), "--json",
     )
     assert code == 0, err
     (art,) = json.loads(out)["artifacts"]
-    doc = manifest.read(art["path"])
-    assert "full 8-bit range" in doc["target_details"]["quantization"]["weights"]
+    block = manifest.read(art["path"])["target_details"]["quantization"]
+    assert "7-bit range" in block["weights"]
+    assert block["weight_range"]["bits"] == 7 and block["weight_range"]["chosen_for"].startswith("x86 AVX2 without VNNI")
 
     def widest(path):
         arrays = _initializers(path)
         return max(int(np.abs(arrays[t["name"]].astype(np.int32)).max()) for t in edgekit.inspect(path)["quantized_tensors"])
 
-    assert widest(reduced.path) <= 64 and widest(art["path"]) == 127
+    assert widest(full.path) == 127 and widest(art["path"]) <= 64
+
+
+def test_weight_range_flags_contradicting_is_a_usage_error(model_files, tmp_path, capsys):
+    code, _out, err = _cli(
+        capsys, "convert", model_files["mlp"], "--arch", models.FACTORIES["mlp"], "-i", "x:1x64", "-t", "onnx",
+        "--quantize", "int8-dynamic", "--onnx-reduce-range", "--onnx-full-range", "-o", str(tmp_path),
+    )
+    assert code == 2 and "--onnx-reduce-range and --onnx-full-range contradict each other" in err
 
 
 def test_shared_weights_survive_dynamic_quantization(onnx_convert):

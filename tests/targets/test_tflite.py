@@ -137,7 +137,7 @@ def test_int8_route_can_be_forced(model_files, calibration_files, tmp_path, caps
 def test_unknown_int8_route_lists_the_valid_ones(model_files, calibration_files, tmp_path):
     from edgekit.errors import UsageError
 
-    with pytest.raises(UsageError, match="unknown TFLite int8 route 'fast'; valid: auto, pt2e, aeq"):
+    with pytest.raises(UsageError, match="--tflite-int8-route 'fast': choose one of auto, pt2e, aeq"):
         edgekit.convert(model_files["small_cnn"], arch=models.FACTORIES["small_cnn"], inputs=["x:1x3x32x32"],
                         target="tflite", quantize="int8", calibration=calibration_files["small_cnn"],
                         target_options={"tflite": {"int8_route": "fast"}}, output_dir=str(tmp_path))
@@ -216,8 +216,8 @@ def test_cli_json_and_table(model_files, calibration_files, tmp_path, capsys):
     code, out, err = _cli(capsys, "convert", *base, "--quantize", "fp16", "-q")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["target", "precision", "size", "cosine", "top-1", "inputs", "status", "artifact"]
-    assert lines[2].split()[:2] == ["tflite", "fp16"] and "passed" in lines[2]
+    assert lines[0].split() == ["target", "precision", "size", "cosine", "top-1", "inputs", "quantized", "status", "artifact"]
+    assert lines[2].split()[:2] == ["tflite", "fp16"] and "passed" in lines[2] and "100% w, 3/3 ops" in lines[2]
     assert "verified on seeded random inputs" in out  # no --eval-data or --calibration: flagged
 
 

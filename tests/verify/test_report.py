@@ -48,3 +48,26 @@ def test_informational_top1_when_nothing_is_enforced():
     text = render_convert([_artifact(parity)])
     assert "0.875 (i)" in text and "random*" in text
     assert "(i) top-1 reported, not enforced (random inputs, or no output holds class scores)" in text
+
+
+def test_quantized_column_and_mixed_precision_lines():
+    coverage = {"precision": "int8", "weight_share": 0.9406, "op_share": 0.6, "weights_quantized": 37520,
+                "weights_total": 39888, "ops_quantized": 3, "ops_total": 5}
+    kept = [{"node": "linear_2", "module_path": "fc3"}, {"node": "linear_1", "module_path": "fc2"}]
+    mixed = {"searched": True, "met": True, "shipped": "mixed", "kept": kept, "weight_share": 0.0594, "heldout_samples": 25,
+             "final": {"cosine": 0.999995, "top1": 1.0}}
+    art = _artifact({"status": "passed", "samples": 360, "real_inputs": True, "cosine": 0.99999, "top1": 1.0,
+                     "enforced": "confident", "reasons": []})
+    art.manifest = {"quantization": {"coverage": coverage, "mixed_precision": mixed}}
+    lines = render_convert([art]).splitlines()
+    assert lines[0].split()[6] == "quantized" and "94% w, 3/5 ops" in lines[2]
+    assert lines[3] == ("onnx [int8]: mixed precision kept 2 layers float (fc3, fc2; 5.9% of weights) for cosine "
+                        "0.999995, top-1 1.000 on 25 held-back samples")
+    art.manifest["quantization"]["mixed_precision"] = {**mixed, "met": False, "shipped": "int8", "kept": kept[:1],
+                                                       "final": {"cosine": 0.9238, "top1": 0.96}}
+    assert render_convert([art]).splitlines()[3] == (
+        "onnx [int8]: mixed precision found no mix within the budget that meets the tolerance; best: fc3 float, "
+        "cosine 0.923800, top-1 0.960 (manifest: quantization.mixed_precision)")
+    art.manifest = {}  # float32, or a manifest without the block: nothing claimed
+    row = render_convert([art]).splitlines()[2].split()
+    assert row[row.index("real") + 1] == "-"

@@ -11,7 +11,7 @@ import shlex
 import shutil
 from typing import Sequence
 
-from edgekit.bench.devices.base import APP, RUN, STAGE, Device, DeviceFault, last_line, run_local
+from edgekit.bench.devices.base import APP, RUN, STAGE, Device, DeviceFault, last_line, run_tool
 from edgekit.errors import UsageError
 
 WORKDIR = "/data/local/tmp/edgekit"
@@ -25,13 +25,8 @@ def adb_path() -> str:
 
 
 def adb_command(args: Sequence[str], timeout: float, what: str) -> tuple[int, str, str]:
-    try:
-        return run_local([adb_path(), *args], timeout, what=what)
-    except DeviceFault as exc:
-        if exc.status == "missing-runner":  # no adb client on this machine: the device cannot be reached
-            raise DeviceFault("unreachable", "adb is not installed on this machine (apt-get install adb, or the "
-                              "Android SDK platform-tools; EDGEKIT_ADB=/path/to/adb)") from None
-        raise
+    return run_tool([adb_path(), *args], timeout, what=what, missing="adb is not installed on this machine (apt-get "
+                    "install adb, or the Android SDK platform-tools; EDGEKIT_ADB=/path/to/adb)")
 
 
 class AdbDevice(Device):
@@ -122,12 +117,6 @@ class AdbDevice(Device):
         remote = self.remote_path(os.path.basename(local.rstrip("/")))
         self.push(local, remote)
         return remote
-
-    def remove(self, remote: str) -> None:
-        try:
-            self.shell(f"rm -rf {shlex.quote(remote)}", 60, "cleaning up")
-        except DeviceFault:
-            pass
 
     def state(self) -> dict:
         """Governor, frequency and thermal zones from sysfs; the OS build from getprop."""

@@ -75,7 +75,15 @@ class Device:
         raise NotImplementedError
 
     def remove(self, remote: str) -> None:
-        """Best-effort clean-up of a file or folder the bench pushed."""
+        """Best-effort clean-up of a file or folder the bench pushed (``rm -rf`` on RUN devices)."""
+        if not self.can(RUN):
+            return
+        import shlex
+
+        try:
+            self.shell(f"rm -rf {shlex.quote(remote)}", 60, "cleaning up")
+        except DeviceFault:
+            pass
 
     # -- STAGE / RUN ---------------------------------------------------------------------------------
     def stage(self, local: str) -> str:
@@ -134,6 +142,17 @@ def run_local(argv: Sequence[str], timeout: float, *, what: str, input_text: str
         proc.communicate()
         raise DeviceFault("timeout", f"{what} did not finish within {timeout:g} s (--timeout)") from None
     return proc.returncode, out, err
+
+
+def run_tool(argv: Sequence[str], timeout: float, *, what: str, missing: str) -> tuple[int, str, str]:
+    """``run_local`` for the host tool that reaches a kind of device (adb, xcrun devicectl): without
+    the tool, the device cannot be reached, and ``missing`` says how to get it."""
+    try:
+        return run_local(argv, timeout, what=what)
+    except DeviceFault as exc:
+        if exc.status == "missing-runner":
+            raise DeviceFault("unreachable", missing) from None
+        raise
 
 
 def last_line(text: str) -> str:

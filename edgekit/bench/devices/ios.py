@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Sequence
 
-from edgekit.bench.devices.base import APP, Device, DeviceFault, last_line, run_local
+from edgekit.bench.devices.base import APP, Device, DeviceFault, last_line, run_tool
 from edgekit.errors import UsageError
 
 CONTAINER_DIR = "Documents/edgekit-bench"  # inside the app's data container: where its records go
@@ -25,13 +25,8 @@ def xcrun_path() -> str:
 
 
 def devicectl(args: Sequence[str], timeout: float, what: str) -> tuple[int, str, str]:
-    try:
-        return run_local([xcrun_path(), "devicectl", *args], timeout, what=what)
-    except DeviceFault as exc:
-        if exc.status == "missing-runner":
-            raise DeviceFault("unreachable", "xcrun devicectl is not available here: iOS devices need macOS with "
-                              "Xcode 15 or later") from None
-        raise
+    return run_tool([xcrun_path(), "devicectl", *args], timeout, what=what,
+                    missing="xcrun devicectl is not available here: iOS devices need macOS with Xcode 15 or later")
 
 
 class IOSDevice(Device):

@@ -270,12 +270,6 @@ class SSHDevice(Device):
         command = f"cd {shlex.quote(cwd)} && EDGEKIT_CACHE_DIR={shlex.quote(self.cache)} {shlex.join(argv)}; exit $?"
         return self._ssh(command, timeout, "measuring")
 
-    def remove(self, remote: str) -> None:
-        try:
-            self._ssh(f"rm -rf {shlex.quote(remote)}", 60, "cleaning up")
-        except DeviceFault:
-            pass
-
     def close(self) -> None:
         if self._made_workdir:
             self.remove(self.workdir)

@@ -56,6 +56,13 @@ struct ImageInfo: Decodable {
     }
 }
 
+/// A stateful model (an RNN step, a decoder with a cache): output `output` of one step is fed to
+/// input `input` of the next; positions in `inputs` / `outputs`.
+struct StateLink: Decodable {
+    let output: Int
+    let input: Int
+}
+
 struct SpecialTokens: Decodable {
     let cls: String
     let sep: String
@@ -105,6 +112,7 @@ struct ModelEntry: Decodable, Identifiable {
     let method: String
     let inputs: [TensorInfo]
     let outputs: [TensorInfo]
+    let state: [StateLink]
     let image: ImageInfo?
     let text: TextInfo?
     let labels: [String]?
@@ -114,7 +122,7 @@ struct ModelEntry: Decodable, Identifiable {
 
     enum CodingKeys: String, CodingKey {
         case id, file, name, target, format, runtime, precision, task, sha256, flops, status, method
-        case inputs, outputs, image, text, labels
+        case inputs, outputs, state, image, text, labels
         case manifestFile = "manifest_file"
         case sizeBytes = "size_bytes"
         case topK = "top_k"

@@ -230,15 +230,20 @@ def _channel(param, rank):
     return np.asarray(param).reshape((1, -1) + (1,) * (rank - 2))
 
 
+def _scale_shift(a: Args, y):
+    """The optional per-channel gamma and beta of batch_norm and instance_norm."""
+    if a.get("gamma") is not None:
+        y = y * _channel(a["gamma"], y.ndim)
+    if a.get("beta") is not None:
+        y = y + _channel(a["beta"], y.ndim)
+    return y
+
+
 @op("batch_norm")
 def _batch_norm(a: Args):
     x = a["x"].astype(np.float64)
     y = (x - _channel(a["mean"], x.ndim)) / np.sqrt(_channel(a["variance"], x.ndim) + a.float("epsilon", 1e-5))
-    if a.get("gamma") is not None:
-        y = y * _channel(a["gamma"], x.ndim)
-    if a.get("beta") is not None:
-        y = y + _channel(a["beta"], x.ndim)
-    return y
+    return _scale_shift(a, y)
 
 
 @op("instance_norm")
@@ -248,11 +253,7 @@ def _instance_norm(a: Args):
     mean = x.mean(axis=axes, keepdims=True)
     var = np.square(x - mean).mean(axis=axes, keepdims=True)
     y = (x - mean) / np.sqrt(var + a.float("epsilon", 1e-5))
-    if a.get("gamma") is not None:
-        y = y * _channel(a["gamma"], x.ndim)
-    if a.get("beta") is not None:
-        y = y + _channel(a["beta"], x.ndim)
-    return y
+    return _scale_shift(a, y)
 
 
 @op("l2_norm")

@@ -39,9 +39,14 @@ def _reshape(a: Args):
     return x.reshape(out)
 
 
-@op("transpose")
-def _transpose(a: Args):
-    return np.transpose(a["x"], a.ints("perm"))
+#: ops that apply one NumPy function to x and one integer-list parameter
+_X_AND_INTS = {"transpose": (np.transpose, "perm"), "tile": (np.tile, "reps")}
+
+
+@op(*_X_AND_INTS)
+def _x_and_ints(a: Args):
+    fn, param = _X_AND_INTS[a.op_type]
+    return fn(a["x"], a.ints(param))
 
 
 @op("squeeze")
@@ -126,11 +131,6 @@ def _slice_by_size(a: Args):
         b = b % x.shape[i] if x.shape[i] else 0
         index.append(slice(b, None if s == -1 else b + s))
     return x[tuple(index)]
-
-
-@op("tile")
-def _tile(a: Args):
-    return np.tile(a["x"], a.ints("reps"))
 
 
 @op("pad")

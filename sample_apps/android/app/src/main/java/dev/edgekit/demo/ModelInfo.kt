@@ -37,6 +37,10 @@ data class ImageInfo(
     val grayWeights: FloatArray?,
 )
 
+// A stateful model (an RNN step, a decoder with a cache): output `output` of one step is fed to
+// input `input` of the next; positions in `inputs` / `outputs`.
+data class StateLink(val output: Int, val input: Int)
+
 data class SpecialTokens(val cls: String, val sep: String, val pad: String, val unk: String)
 
 data class TextInfo(
@@ -68,6 +72,7 @@ data class ModelEntry(
     val method: String,
     val inputs: List<TensorInfo>,
     val outputs: List<TensorInfo>,
+    val state: List<StateLink>,
     val image: ImageInfo?,
     val text: TextInfo?,
     val labels: List<String>?,
@@ -151,6 +156,11 @@ object ModelInfoParser {
         )
     }
 
+    private fun parseState(links: JSONArray): List<StateLink> = List(links.length()) {
+        val link = links.getJSONObject(it)
+        StateLink(output = link.getInt("output"), input = link.getInt("input"))
+    }
+
     private fun parseModel(obj: JSONObject): ModelEntry {
         val inputs = obj.getJSONArray("inputs")
         val outputs = obj.getJSONArray("outputs")
@@ -172,6 +182,7 @@ object ModelInfoParser {
             method = obj.getString("method"),
             inputs = List(inputs.length()) { parseTensor(inputs.getJSONObject(it)) },
             outputs = List(outputs.length()) { parseTensor(outputs.getJSONObject(it)) },
+            state = parseState(obj.getJSONArray("state")),
             image = if (obj.isNull("image")) null else parseImage(obj.getJSONObject("image")),
             text = if (obj.isNull("text")) null else parseText(obj.getJSONObject("text")),
             labels = if (obj.isNull("labels")) null else obj.getJSONArray("labels").strings(),
