@@ -107,7 +107,8 @@ def run(model_name: str, algorithms: list[str], calibration: int, evaluation: in
 
 
 def _line(row: dict) -> str:
-    head = f"| {row['model']} | {row['algorithm']} |"
+    chosen = f" (chose {row['chosen']})" if row.get("chosen") not in (None, row["algorithm"], f"histogram+{row['algorithm']}") else ""
+    head = f"| {row['model']} | {row['algorithm']}{chosen} |"
     if "error" in row:
         return f"{head} failed: {row['error']} | | | {row['seconds']:.1f} | {row['cpu_seconds']:.1f} |"
     return (f"{head} {row['cosine']:.4f} | {row['top1']:.3f} | {row['top1_confident']:.3f} ({row['confident']}) | "

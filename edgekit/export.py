@@ -234,17 +234,49 @@ def _example_tensor(spec: InputSpec, seed: int):
 
 
 def _torchscript_as_module(script_module, example):
-    """torch.export cannot trace into TorchScript: convert it to an ExportedProgram first."""
+    """torch.export cannot trace into TorchScript: convert it to an ExportedProgram first.
+
+    An archive that keeps state between calls in attributes (a voice-activity model assigning
+    ``self.h`` / ``self.c`` in forward) has no such route: an exported program has no hidden state,
+    and PyTorch's converter fails on it with an internal assert. It is named before converting."""
+    state = torchscript_state_attributes(script_module)
+    if state:
+        raise ConversionError(
+            f"the TorchScript archive keeps state between calls in attribute(s) {', '.join(state)} (assigned in "
+            "forward); edgekit reads TorchScript through torch.export, whose programs take no hidden state",
+            hint="save the eager model with that state as inputs and outputs (forward(x, h, c) -> (y, h, c)) as a "
+            "state_dict, factory or torch.export.save .pt2, and convert it with --state OUT=IN to verify it step by step",
+        )
     try:
         from torch._export.converter import TS2EPConverter
 
         ep = TS2EPConverter(script_module, example).convert()
         return ep.module()
     except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise ConversionError(
-            f"cannot convert the TorchScript archive for export ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-            hint="save the eager model as a state_dict or with torch.export.save instead",
+            f"cannot convert the TorchScript archive for export: PyTorch's TorchScript converter failed "
+            f"({type(exc).__name__}: {first})",
+            hint="save the eager model as a state_dict, factory or torch.export.save .pt2 instead",
         ) from exc
+
+
+def torchscript_state_attributes(script_module) -> list[str]:
+    """'lstm_state.h' for each attribute a TorchScript module (or a submodule) assigns in a method:
+    state kept between calls."""
+    found = []
+    for prefix, module in script_module.named_modules():
+        methods = getattr(getattr(module, "_c", None), "_method_names", lambda: ["forward"])()
+        for method_name in methods:
+            method = getattr(module, method_name, None)
+            graph = getattr(method, "graph", None)
+            if graph is None:
+                continue
+            for node in graph.findAllNodes("prim::SetAttr"):
+                name = f"{prefix}.{node.s('name')}" if prefix else node.s("name")
+                if name not in found:
+                    found.append(name)
+    return found
 
 
 def _describe_export_error(exc: BaseException) -> str:

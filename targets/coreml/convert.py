@@ -146,8 +146,12 @@ def convert_inputs(ct, model, settings: CoreMLSettings, image: ImageInput | None
             continue
         flexible = [dynamic.get((spec.name, axis)) for axis in range(len(spec.shape))]
         if settings.frontend == "torch.export":
-            # the ExportedProgram carries dtypes and dynamic dims; give the name (and fixed shapes)
-            out.append(ct.TensorType(name=spec.name) if any(flexible) else ct.TensorType(name=spec.name, shape=spec.shape))
+            # the ExportedProgram carries dtypes and dynamic dims; give the name (and fixed shapes). Integer
+            # inputs (token ids) are pinned to int32: left to coremltools, an iOS16+ fp16 program takes them
+            # as float16 and rounds ids above 2048 (measured on MiniLM: 14405 read as 14408)
+            fixed = {} if any(flexible) else {"shape": spec.shape}
+            integer = {"dtype": np.int32} if spec.dtype.startswith(("int", "uint")) else {}
+            out.append(ct.TensorType(name=spec.name, **fixed, **integer))
             continue
         shape = [ct.RangeDim(a.min, a.max, default=d) if a else d for a, d in zip(flexible, spec.shape)]
         # float dtypes are left to coremltools (float I/O is made float32 after conversion)

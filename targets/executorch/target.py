@@ -98,10 +98,10 @@ class ExecuTorchTarget(Target):
             half_files = precision == "fp16" and delegate.name == "xnnpack"
             with lowering.float16_filters() if half_files else contextlib.nullcontext() as kept:
                 edge = self._lower(program, model, delegate, precision)
-            if kept:
-                lowering_facts["float16_filters"] = "convolution filters and biases stored float16 (XNNPACK widens them to float32 by default)"
             mixed = lowering.mixed_dtype_nodes(edge)  # names the module when the run below fails
             delegation = report_mod.from_edge_program(edge, delegate.name)
+            if kept and any("convolution" in op for op in delegation["delegated_ops"]):
+                lowering_facts["float16_filters"] = "convolution filters and biases stored float16 (XNNPACK widens them to float32 by default)"
             executorch_program = edge.to_executorch(self._backend_config(delegate))
         except EdgekitError:
             raise

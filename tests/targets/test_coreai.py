@@ -20,6 +20,7 @@ from edgekit.registry import get_target_class
 from edgekit.targets.coreai import CoreAITarget, analysis, interpreter, program
 from edgekit.targets.coreai.runtime import CoreAIRuntime
 from tests import models
+from tests.targets.corrupting import corrupt_after_convert
 
 pytestmark = pytest.mark.slow
 
@@ -84,15 +85,7 @@ def _corrupt_largest_weight(asset_path: str) -> tuple:
 
 
 def test_a_wrong_weight_in_the_asset_fails_verification(tmp_path, monkeypatch, capsys):
-    real_convert = CoreAITarget.convert
-    corrupted = []
-
-    def convert_then_corrupt(self, *args, **kwargs):
-        converted = real_convert(self, *args, **kwargs)
-        corrupted.append(_corrupt_largest_weight(converted.path))
-        return converted
-
-    monkeypatch.setattr(CoreAITarget, "convert", convert_then_corrupt)
+    corrupted = corrupt_after_convert(monkeypatch, CoreAITarget, _corrupt_largest_weight)
     code = main(["convert", "--model", models.FACTORIES["small_cnn"], "-i", "x:1x3x32x32", "-t", "coreai",
                  "-o", str(tmp_path), "--name", "broken", "--eval-samples", "4"])
     out = capsys.readouterr().out

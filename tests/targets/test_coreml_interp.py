@@ -21,6 +21,7 @@ import edgekit
 from edgekit.targets.coreml import analysis, mil
 from edgekit.targets.coreml.reference import MILReferenceRuntime
 from tests import models
+from tests.targets.corrupting import corrupt_after_convert
 
 pytestmark = [
     pytest.mark.slow,
@@ -172,6 +173,37 @@ def test_a_converter_defect_is_caught_boolean_key_padding_mask(tmp_path, eval_fi
     assert art.parity["reasons"][0].startswith("output_0: cosine ")
 
 
+class TokenBag(nn.Module):
+    """Token ids into a 30,000-row embedding: ids above 2048 are not exact in float16."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embedding = nn.Embedding(30000, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, ids):
+        return self.head(self.embedding(ids).mean(1))
+
+
+def token_bag():
+    return TokenBag().eval()
+
+
+def test_token_ids_stay_int32_in_ios16_programs(tmp_path):
+    """int8-weight-only needs iOS16, where coremltools would take int64 ids as float16 (14405 -> 14408)."""
+    ids = np.random.default_rng(0).integers(2049, 30000, size=(6, 1, 12)).astype(np.int64)
+    data = tmp_path / "ids.npz"
+    np.savez(data, ids=ids)
+    art = _convert(tmp_path, "tests.targets.test_coreml_interp:token_bag", ["ids:1x12:int64"], "int8-weight-only", str(data))
+    assert art.manifest["target_details"]["deployment_target"] == "iOS16"
+    assert [(i["name"], i["dtype"]) for i in art.manifest["inputs"]] == [("ids", "int32")]
+    assert art.status == "passed" and art.parity["cosine"] > 0.9999
+    program = mil.read_program(art.path)
+    assert [v.dtype for v in program.main.inputs] == ["int32"]
+    assert not any(o.type == "cast" and o.outputs[0].dtype == "float16" for o in program.main.ops)
+
+
 def _factory(spec):
     import importlib
 
@@ -257,15 +289,7 @@ def test_a_wrong_weight_in_the_package_fails_verification(tmp_path, eval_files, 
     """The converter is made to write a package whose largest weight is negated: verification must fail."""
     from edgekit.targets.coreml.target import CoreMLTarget
 
-    real_convert = CoreMLTarget.convert
-    corrupted = []
-
-    def convert_then_corrupt(self, *args, **kwargs):
-        converted = real_convert(self, *args, **kwargs)
-        corrupted.append(_corrupt_largest_weight(converted.path))
-        return converted
-
-    monkeypatch.setattr(CoreMLTarget, "convert", convert_then_corrupt)
+    corrupted = corrupt_after_convert(monkeypatch, CoreMLTarget, _corrupt_largest_weight)
     from edgekit.cli import main
 
     code = main([

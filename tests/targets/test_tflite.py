@@ -121,7 +121,7 @@ def test_int8_keeps_the_route_that_agrees_better_on_held_back_samples(model_file
     key = lambda r: (r["top1_confident"], r["cosine"])  # noqa: E731
     assert key(routes[detail["route"]]) == max(key(r) for r in routes.values())
     assert routes[detail["route"]]["cosine"] > 0.99 and "held-back" in detail["route_why"]
-    assert [c["name"] for c in detail["candidates"]] == ["histogram", "minmax", "percentile"]
+    assert [c["name"] for c in detail["candidates"]] == ["histogram", "histogram+bias-correction", "minmax", "percentile"]
 
 
 @pytest.mark.parametrize("route", ["pt2e", "aeq"])
