@@ -187,20 +187,21 @@ def test_int8_calibrates_on_the_pytorch_side(tmp_path, calibration_mlp):
     assert art.manifest["calibration"]["samples"] == 32
 
 
-def test_int8_keeps_untraceable_containers_float_and_says_so(tmp_path, capsys):
+def test_int8_of_untraceable_containers_is_refused_not_published_as_int8(tmp_path):
+    """Only the head is traceable as linear (the encoder is a container coremltools' W8A8 cannot
+    reach): a mostly-float artifact is never published as int8 (issue 11 item 6)."""
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(2).standard_normal((24, 1, 16, 32)).astype(np.float32))
-    art = edgekit.convert(
-        None, model_factory=models.FACTORIES["tiny_transformer"], target="coreml", quantize="int8",
-        inputs=models.INPUT_SPECS["tiny_transformer"], calibration=str(calib), output_dir=str(tmp_path / "out"),
-        reporter=Reporter(),
-    )[0]
-    calibration = _details(art)["int8_calibration"]
-    assert calibration["float_containers"] == ["encoder"] and calibration["quantized_layers"] == 1  # the head
-    err = capsys.readouterr().err
-    assert "warning: coreml int8: layers inside encoder stay float" in err
-    # the PyTorch-side simulation is the one numeric check int8 gets on Linux: a low one is said aloud
-    assert ("W8A8 reaches cosine" in err) == (calibration["pytorch_simulation_cosine"] < 0.99)
+    with pytest.raises(edgekit.errors.ConversionError) as info:
+        edgekit.convert(
+            None, model_factory=models.FACTORIES["tiny_transformer"], target="coreml", quantize="int8",
+            inputs=models.INPUT_SPECS["tiny_transformer"], calibration=str(calib), output_dir=str(tmp_path / "out"),
+            reporter=Reporter(),
+        )
+    message = str(info.value)
+    assert message.startswith("coreml int8: only 1.5% of weights and 1/13 compute ops are int8 in the artifact")
+    assert "not published as int8" in message and "--quantize int8-dynamic" in message
+    assert not (tmp_path / "out" / "model_int8.mlpackage").exists()
 
 
 @pytest.mark.parametrize("precision", ["int8-weight-only", "palettize4"])
