@@ -122,19 +122,19 @@ def find_pairs(gm) -> list[tuple[Any, Any, str, Any]]:
     return pairs
 
 
-def _preactivation_max(gm, nodes, samples: Sequence[tuple]) -> dict:
-    """Per-channel max of each node's output over the samples (channels on dim 1, or last for linear)."""
+def channel_maxima(gm, nodes, samples: Sequence[tuple], reduce) -> dict:
+    """Run ``gm`` on the samples and keep, per node in ``nodes``, the elementwise max over samples
+    of ``reduce(node, output)`` (a per-channel vector). Shared by CLE and SmoothQuant."""
     import torch
 
-    wanted = {n.name: n for n in nodes}
+    wanted = {n.name for n in nodes}
     found: dict[str, Any] = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
             out = super().run_node(n)
             if n.name in wanted:
-                dim = 1 if out.dim() > 2 or n.target != torch.ops.aten.linear.default else out.dim() - 1
-                flat = out.detach().transpose(0, dim).reshape(out.shape[dim], -1).amax(1)
+                flat = reduce(n, out.detach())
                 found[n.name] = flat if n.name not in found else torch.maximum(found[n.name], flat)
             return out
 
@@ -143,6 +143,17 @@ def _preactivation_max(gm, nodes, samples: Sequence[tuple]) -> dict:
         for sample in samples:
             recorder.run(*sample)
     return found
+
+
+def _preactivation_max(gm, nodes, samples: Sequence[tuple]) -> dict:
+    """Per-channel max of each node's output over the samples (channels on dim 1, or last for linear)."""
+    import torch
+
+    def reduce(n, out):
+        dim = 1 if out.dim() > 2 or n.target != torch.ops.aten.linear.default else out.dim() - 1
+        return out.transpose(0, dim).reshape(out.shape[dim], -1).amax(1)
+
+    return channel_maxima(gm, nodes, samples, reduce)
 
 
 def cross_layer_equalize(gm, samples: Sequence[tuple] = (), sweeps: int = CLE_SWEEPS) -> list[EqualizedPair]:

@@ -50,24 +50,10 @@ def _attr(gm, name: str):
 
 
 def _channel_absmax(gm, nodes, samples: Sequence[tuple]) -> dict:
-    import torch
+    """Per-channel (last dim) max |x| of each node's output over the samples."""
+    from edgekit.quantize.equalize import channel_maxima
 
-    wanted = {n.name for n in nodes}
-    found: dict[str, Any] = {}
-
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n.name in wanted:
-                flat = out.detach().abs().reshape(-1, out.shape[-1]).amax(0)
-                found[n.name] = flat if n.name not in found else torch.maximum(found[n.name], flat)
-            return out
-
-    with torch.no_grad():
-        recorder = Recorder(gm)
-        for sample in samples:
-            recorder.run(*sample)
-    return found
+    return channel_maxima(gm, nodes, samples, lambda n, out: out.abs().reshape(-1, out.shape[-1]).amax(0))
 
 
 def smooth(gm, samples: Sequence[tuple], alpha: float = DEFAULT_ALPHA) -> list[SmoothedNorm]:
