@@ -231,27 +231,15 @@ _MIL_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8", "uint8": "u
 
 
 def coreml_coverage(path: str, precision: str) -> ArtifactCoverage | None:
-    from coremltools.converters.mil.frontend.milproto.load import load as load_program
     from coremltools.converters.mil.mil import types
 
-    from edgekit.targets.coreml.analysis import model_type, read_spec, weights_dir
+    from edgekit.targets.coreml.analysis import model_type, program_ops, read_spec, weights_dir
 
     spec = read_spec(path)
     if model_type(spec) != "mlProgram":
         return None  # a legacy neural network: its weight stats stay in target_details
-    folder = weights_dir(path)
-    program = load_program(spec, spec.specificationVersion, str(folder) if folder else None)
     cov = ArtifactCoverage(precision, "the Core ML program (const and constexpr ops)")
-    ops = []
-
-    def walk(block):
-        for op in block.operations:
-            ops.append(op)
-            for inner in op.blocks:
-                walk(inner)
-
-    for function in program.functions.values():
-        walk(function)
+    ops = program_ops(spec, weights_dir(path))
 
     def stored(op) -> tuple[str | None, bool]:
         """Stored dtype of the weight an op output carries, and whether it is decompressed at load."""

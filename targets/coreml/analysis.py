@@ -175,9 +175,9 @@ def weight_stats(path: str | os.PathLike, spec=None) -> dict[str, Any]:
     return stats
 
 
-def _mlprogram_weights(spec, folder) -> dict[str, Any]:
+def program_ops(spec, folder) -> list:
+    """Every MIL op of an ML Program (nested blocks included), loaded with coremltools' reader."""
     from coremltools.converters.mil.frontend.milproto.load import load as load_program
-    from coremltools.converters.mil.mil import types
 
     program = load_program(spec, spec.specificationVersion, str(folder) if folder else None)
     ops = []
@@ -190,6 +190,13 @@ def _mlprogram_weights(spec, folder) -> dict[str, Any]:
 
     for function in program.functions.values():
         walk(function)
+    return ops
+
+
+def _mlprogram_weights(spec, folder) -> dict[str, Any]:
+    from coremltools.converters.mil.mil import types
+
+    ops = program_ops(spec, folder)
     total = compressed = nonzero = sparse_elements = 0
     kinds: Counter = Counter()
     tensors = []
