@@ -233,7 +233,7 @@ _MIL_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8", "uint8": "u
 def coreml_coverage(path: str, precision: str) -> ArtifactCoverage | None:
     from coremltools.converters.mil.mil import types
 
-    from edgekit.targets.coreml.analysis import model_type, program_ops, read_spec, weights_dir
+    from edgekit.targets.coreml.analysis import constexpr_chain, model_type, program_ops, read_spec, weights_dir
 
     spec = read_spec(path)
     if model_type(spec) != "mlProgram":
@@ -249,7 +249,7 @@ def coreml_coverage(path: str, precision: str) -> ArtifactCoverage | None:
             val = op.outputs[0]
             return (_MIL_DTYPES.get(types.builtin_to_string(val.dtype), "other") if types.is_tensor(val.sym_type) else None), False
         if op.op_type.startswith("constexpr_"):
-            for inner in _chain(op):
+            for inner in constexpr_chain(op):
                 if inner.op_type in ("constexpr_lut_to_dense", "constexpr_lut_to_sparse"):
                     return "lut", True
                 data = getattr(inner, "quantized_data", None) or getattr(inner, "data", None)
@@ -285,18 +285,6 @@ def coreml_coverage(path: str, precision: str) -> ArtifactCoverage | None:
         cov.ops.append(ComputeOp(op.name or f"{op.op_type}_{i}", activation, weights,
                                  dequantized and activation != "int8"))
     return cov
-
-
-def _chain(op) -> list:
-    chain, todo = [], [op]
-    while todo:
-        current = todo.pop()
-        chain.append(current)
-        for var in current.inputs.values():
-            producer = getattr(var, "op", None)
-            if producer is not None and producer.op_type.startswith("constexpr_") and producer not in chain:
-                todo.append(producer)
-    return chain
 
 
 READERS["mlpackage"] = coreml_coverage

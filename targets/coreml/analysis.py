@@ -212,7 +212,7 @@ def _mlprogram_weights(spec, folder) -> dict[str, Any]:
             continue
         if not op.op_type.startswith("constexpr_") or feeds_constexpr or op.op_type == "constexpr_cast":
             continue
-        chain = _constexpr_chain(op)
+        chain = constexpr_chain(op)
         elements = math.prod(output.shape)
         kind = _compression_kind(chain, types)
         total += elements
@@ -232,7 +232,8 @@ def _mlprogram_weights(spec, folder) -> dict[str, Any]:
     }
 
 
-def _constexpr_chain(op) -> list:
+def constexpr_chain(op) -> list:
+    """``op`` and every constexpr op it reads from, transitively (how a compressed weight is rebuilt)."""
     chain, todo = [], [op]
     while todo:
         current = todo.pop()
