@@ -52,18 +52,23 @@ def to_float_io(model_bytes: bytes) -> bytes:
         return tensor.type in integer_types and q is not None and q.scale is not None and len(q.scale) == 1
 
     remaps: list[dict[int, int]] = []
+    def cast_op(kind: str, inputs: list[int], outputs: list[int]):
+        """A QUANTIZE or DEQUANTIZE operator (their options tables are empty)."""
+        op = fb.OperatorT()
+        op.opcodeIndex = opcode(getattr(fb.BuiltinOperator, kind))
+        op.inputs, op.outputs = inputs, outputs
+        name = kind.capitalize() + "Options"
+        op.builtinOptionsType = getattr(fb.BuiltinOptions, name)
+        op.builtinOptions = getattr(fb, name + "T")()
+        return op
+
     for sg in model.subgraphs:
         remap: dict[int, int] = {}
         front, back = [], []
         for pos, index in enumerate(list(sg.inputs)):
             if is_quantized_io(sg.tensors[index]):
                 twin = float_twin(sg, index)
-                op = fb.OperatorT()
-                op.opcodeIndex = opcode(fb.BuiltinOperator.QUANTIZE)
-                op.inputs, op.outputs = [twin], [index]
-                op.builtinOptionsType = fb.BuiltinOptions.QuantizeOptions
-                op.builtinOptions = fb.QuantizeOptionsT()
-                front.append(op)
+                front.append(cast_op("QUANTIZE", [twin], [index]))
                 sg.inputs[pos] = twin
                 remap[index] = twin
         for pos, index in enumerate(list(sg.outputs)):
@@ -71,12 +76,7 @@ def to_float_io(model_bytes: bytes) -> bytes:
                 continue
             if is_quantized_io(sg.tensors[index]):
                 twin = float_twin(sg, index)
-                op = fb.OperatorT()
-                op.opcodeIndex = opcode(fb.BuiltinOperator.DEQUANTIZE)
-                op.inputs, op.outputs = [index], [twin]
-                op.builtinOptionsType = fb.BuiltinOptions.DequantizeOptions
-                op.builtinOptions = fb.DequantizeOptionsT()
-                back.append(op)
+                back.append(cast_op("DEQUANTIZE", [index], [twin]))
                 sg.outputs[pos] = twin
                 remap[index] = twin
         sg.operators = front + list(sg.operators or []) + back
