@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from edgekit.demo import train_classifier
 
 
 def depthwise_cnn():
@@ -35,17 +36,7 @@ def depthwise_model(digits_split):
     """The depthwise CNN trained for 8 epochs (about 5 s on 2 cores), in eval mode."""
     torch.manual_seed(0)
     model = depthwise_cnn()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    x, y = torch.from_numpy(digits_split.x_train), torch.from_numpy(digits_split.y_train)
-    model.train()
-    for _ in range(8):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return train_classifier(model, digits_split.x_train, digits_split.y_train, epochs=8, batch_size=64, lr=5e-3)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgekit.demo import train_classifier
+
 OUTLIER = 300.0
 
 
@@ -53,16 +55,7 @@ def train_outlier_cnn(data, epochs: int = 10, seed: int = 0, unit: int = 0, outl
     outlier = OUTLIER if outlier is None else outlier
     torch.manual_seed(seed)
     model = OutlierCNN()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    train_classifier(model, data.x_train, data.y_train, epochs=epochs, batch_size=64, lr=3e-3)
     with torch.no_grad():  # the same function, one unit's range OUTLIER times the others'
         model.fc2.weight[unit] *= outlier
         model.fc2.bias[unit] *= outlier

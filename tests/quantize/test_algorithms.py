@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from edgekit.demo import train_classifier
 from edgekit.errors import UsageError
 from edgekit.quantize.config import CALIBRATIONS, QuantConfig, Recipe
 from edgekit.quantize.pt2e import _tensors, agreement, quantize_program, run_graph
@@ -37,17 +38,7 @@ class NormThenLinear(nn.Module):
 
 def _train(model, data, epochs: int, seed: int = 0):
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return train_classifier(model, data.x_train, data.y_train, epochs=epochs, batch_size=64, lr=5e-3)
 
 
 @pytest.fixture(scope="session")

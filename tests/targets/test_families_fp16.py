@@ -16,24 +16,9 @@ import edgekit
 SPEC = "tests.targets.test_families_fp16"
 
 
-class SmallBiLSTM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
-        self.fc = nn.Linear(32, 5)
-
-    def forward(self, x):
-        return self.fc(self.lstm(x)[0])
-
-
-def small_bilstm():
-    torch.manual_seed(0)
-    return SmallBiLSTM().eval()
-
-
 @pytest.mark.slow
 def test_bilstm_fp16_executorch_runs(tmp_path):
-    fp16 = edgekit.convert(model_factory=f"{SPEC}:small_bilstm", target="executorch", quantize="fp16",
+    fp16 = edgekit.convert(model_factory="tests.targets.test_families:bilstm", target="executorch", quantize="fp16",
                            inputs=["x:1x6x8"], output_dir=str(tmp_path))[0]
     assert fp16.status == "passed", fp16.error or fp16.parity.get("reasons")
     assert fp16.parity["cosine"] >= 0.999
