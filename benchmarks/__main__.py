@@ -74,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="RESULTS.md to write (default: benchmarks/RESULTS.md for the full suite, "
                    "else RESULTS.md in the work folder); plots and results.json go to results/ beside it")
     p.add_argument("--work", default=None, help="folder for artifacts (default: a new temporary folder)")
+    p.add_argument("--merge", metavar="RESULTS_JSON",
+                   help="carry every model and target this run does not measure from an earlier results.json (each "
+                   "carried row says the run it comes from), so that a partial re-run can rewrite the full RESULTS.md")
     p.add_argument("--report-only", metavar="RESULTS_JSON",
                    help="measure nothing: rewrite --out (default benchmarks/RESULTS.md) and its plots from a results.json")
     args = p.parse_args(argv)
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
     from benchmarks.suite.measure import measure_case
     from benchmarks.suite.target_all import failing_check, target_all
 
-    full = not args.quick and set(args.models) == set(CASES) and set(args.targets) == set(PRECISIONS)
+    full = not args.quick and (bool(args.merge) or set(args.models) == set(CASES) and set(args.targets) == set(PRECISIONS))
     work = args.work or tempfile.mkdtemp(prefix="edgekit-suite-")
     out = args.out or (os.path.join(HERE, "RESULTS.md") if full else os.path.join(work, "RESULTS.md"))
     results_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "results")
@@ -144,6 +147,9 @@ def main(argv=None) -> int:
         doc["failing_check"] = failing_check(case, files, os.path.join(work, case.name), log=_log)
     doc["machine"]["load_end"] = os.getloadavg()[0]
     doc["wall_s"] = time.perf_counter() - t0
+    if args.merge:
+        with open(args.merge, encoding="utf-8") as fh:
+            carry(doc, json.load(fh), args.targets)
     _save(doc, results_dir)
     checks = report.write(doc, out, results_dir)
     missed = [c for c in checks if c["reached"] is False]
@@ -151,6 +157,24 @@ def main(argv=None) -> int:
     for c in missed:
         print(f"  {c['check']}: {c['where']}: {c['value']}")
     return 0
+
+
+def carry(doc: dict, earlier: dict, targets: list[str]) -> None:
+    """Add to ``doc`` what ``earlier`` measured and this run did not: whole models, and the rows of targets
+    not measured here; each carried row keeps its numbers and says the run they come from."""
+    when = earlier.get("started", "?")
+    measured = {m["name"]: m for m in doc["models"]}
+    for model in earlier["models"]:
+        old_rows = [dict(r, carried_from=when) for r in model["rows"] if model["name"] not in measured or r["target"] not in targets]
+        if model["name"] not in measured:
+            doc["models"].append(dict(model, rows=old_rows))
+        else:
+            measured[model["name"]]["rows"] += old_rows
+    for key in ("target_all", "failing_check"):
+        if not doc.get(key) and earlier.get(key):
+            doc[key] = earlier[key]
+            doc.setdefault("carried", []).append(key)
+    doc["merged_from"] = when
 
 
 def _log(text: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from benchmarks.suite import int8_report
+
 # The issue's targets (issue 8), in one place.
 INT8_TOP1 = 0.99
 INT8_ACCURACY_DROP = 0.01
@@ -116,7 +118,8 @@ def _verdict(row) -> str:
     if row["tool"] != "edgekit":
         return ""
     status = row.get("status")
-    return f"{status} (exit {row.get('exit_code')})" if status else ""
+    verdict = f"{status} (exit {row.get('exit_code')})" if status else ""
+    return verdict + (f"; from the run of {row['carried_from']}" if row.get("carried_from") else "")
 
 
 def model_table(model: dict) -> list[str]:
@@ -173,7 +176,8 @@ def judge(doc: dict) -> list[dict[str, Any]]:
             if row.get("error") and not row.get("path"):
                 checks.append({"check": "converts", "where": where, "value": row["error"][:200], "reached": False})
                 continue
-            if row["precision"] in INTEGER_PRECISIONS or row["precision"] == "int8":
+            static = row["precision"] == int8_report.STATIC  # judged by int8_report.static_checks below
+            if row["precision"] in INTEGER_PRECISIONS and not static:
                 if p:
                     checks.append({"check": "INT8 top-1 agreement >= 99 %", "where": where, "value": f"{p['top1']:.4f}",
                                    "reached": p["top1"] >= INT8_TOP1})
@@ -189,7 +193,7 @@ def judge(doc: dict) -> list[dict[str, Any]]:
                 if sr is not None:
                     checks.append({"check": "INT8 size <= 0.3x FP32", "where": where, "value": f"{sr:.3f}x",
                                    "reached": sr <= INT8_SIZE_RATIO})
-            ratio = latency_ratio(rows, row)
+            ratio = None if static else latency_ratio(rows, row)
             if ratio is not None:
                 spread = noise(rows, row)
                 checks.append({"check": "latency edgekit/direct <= 1.0", "where": where,
@@ -204,6 +208,7 @@ def judge(doc: dict) -> list[dict[str, Any]]:
                                    "value": f"suite: cosine {p['cosine']:.5f}, top-1 {p['top1']:.4f} vs tolerance "
                                             f"cosine {tol.cosine}, top-1 {tol.top1}; edgekit: {row.get('status')} (exit {row.get('exit_code')})",
                                    "reached": caught})
+        checks += int8_report.static_checks(model)
     for entry in doc.get("target_all", []):
         if entry.get("ratio") is not None:
             checks.append({"check": "--target all <= 0.7x the sum of direct conversions", "where": entry["model"],
@@ -300,7 +305,9 @@ def _header(doc: dict) -> list[str]:
         "Written by `python -m benchmarks` (benchmarks/__main__.py); do not edit by hand.",
         "",
         f"- command: `{doc['command']}`",
-        f"- date: {doc['started']} (UTC); suite wall time {doc['wall_s'] / 60:.1f} min",
+        f"- date: {doc['started']} (UTC); suite wall time {doc['wall_s'] / 60:.1f} min"
+        + (f"; rows this run did not measure are carried from the run of {doc['merged_from']} (`--merge`), and say so "
+           "in their last column" if doc.get("merged_from") else ""),
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB, {m['os']}; load average "
         f"{m['load_start']:.1f} at the start, {m['load_end']:.1f} at the end (the machine is shared: compare ratios "
         "measured in the same run, not absolute times across runs)",
@@ -391,6 +398,7 @@ def write(doc: dict, md_path: str, plot_folder: str) -> list[dict]:
         if image in images:
             out += ["", f"![{model['name']}]({rel(image)})"]
         out.append("")
+    out += int8_report.before_after(doc)
     out += _target_all_section(doc, images, plot_folder, rel)
     failing = doc.get("failing_check")
     if failing:

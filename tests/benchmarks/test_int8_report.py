@@ -1,0 +1,49 @@
+"""The suite's static-int8 judgement (issue 11's targets) and `--merge`, on a results document written by hand:
+no conversion runs here, the numbers are the ones a suite row carries."""
+from __future__ import annotations
+
+
+def _row(tool, target, precision, size, p50, parity=None, **extra):
+    return {"tool": tool, "target": target, "precision": precision, "path": f"/a/{tool}_{target}_{precision}",
+            "size_bytes": size, "status": "passed", "exit_code": 0, "parity": parity,
+            "bench": {"p50_ms": p50, "rounds_p50_ms": [p50, p50 * 1.2]}, **extra}
+
+
+def _model(name="m", int8_p50=1.25, confident=1.0):
+    parity = {"cosine": 0.995, "top1": 0.93, "samples": 100, "top1_confident": confident, "confident_samples": 27}
+    return {"name": name, "rows": [
+        _row("edgekit", "onnx", "none", 1000, 1.0), _row("direct", "onnx", "none", 1000, 1.0),
+        _row("edgekit", "onnx", "int8", 260, int8_p50, parity), _row("direct", "onnx", "int8", 270, 1.0),
+    ]}
+
+
+def test_static_int8_is_judged_on_confident_top1_cosine_size_and_latency_against_plain_int8():
+    from benchmarks.suite.int8_report import static_checks
+
+    checks = {c["check"]: c for c in static_checks(_model())}
+    conf = checks["static int8 top-1 on confident inputs >= 0.99"]
+    assert conf["value"] == "1.0000 on 27 confident (all 100 inputs: 0.9300)" and conf["reached"] is True
+    assert checks["static int8 cosine >= 0.99"]["value"] == "0.99500" and checks["static int8 cosine >= 0.99"]["reached"]
+    assert checks["static int8 size <= 0.3x FP32"]["value"] == "0.260x"
+    # 1.25 ms against the plain int8 artifact's 1.0 ms (best rounds): over the 1.1x target
+    assert checks["static int8 p50 <= 1.1x plain int8"]["value"] == "1.250"
+    assert checks["static int8 p50 <= 1.1x plain int8"]["reached"] is False
+    flips = {c["check"]: c["reached"] for c in static_checks(_model(confident=0.96))}
+    assert flips["static int8 top-1 on confident inputs >= 0.99"] is False
+
+
+def test_merge_carries_unmeasured_models_and_targets_and_says_from_which_run():
+    from benchmarks.__main__ import carry
+
+    earlier = {"started": "2026-11-22 09:17", "models": [_model("m"), _model("other")], "target_all": [{"model": "m"}]}
+    earlier["models"][0]["rows"].append(_row("edgekit", "tflite", "int8", 250, 1.0))
+    doc = {"models": [_model("m", int8_p50=1.05)], "target_all": []}
+    carry(doc, earlier, targets=["onnx"])
+    names = [m["name"] for m in doc["models"]]
+    assert names == ["m", "other"]
+    rows = doc["models"][0]["rows"]
+    # the onnx rows are this run's (not duplicated), the tflite row comes from the earlier run and says so
+    assert [r["target"] for r in rows].count("onnx") == 4
+    assert [r.get("carried_from") for r in rows if r["target"] == "tflite"] == ["2026-11-22 09:17"]
+    assert all(r.get("carried_from") is None for r in rows if r["target"] == "onnx")
+    assert doc["target_all"] == [{"model": "m"}] and doc["carried"] == ["target_all"]
