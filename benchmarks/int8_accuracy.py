@@ -15,7 +15,9 @@ on ExecuTorch and ONNX (ONNX before = 7-bit weights, the old default). Same cali
 samples, every artifact run in its own runtime. Prints top-1 agreement with FP32 on all inputs and
 on confident ones (FP32 top-1 probability >= 0.5 or top-1/top-2 margin >= 0.2), cosine over all
 logits, size / FP32 size, and p50 latency of one call in the host runtime (ms, and x the plain
-int8 artifact = the "before" recipe of the same target, where one builds).
+int8 artifact = the "before" recipe of the same target, where one builds), timed in turns across
+the artifacts of a target (3 rounds over the evaluation samples). For ONNX it also prints which
+kernels onnxruntime runs for each artifact (integer, and float ops on dequantized weights).
 """
 from __future__ import annotations
 
@@ -233,12 +235,46 @@ def model_name_of(case) -> str:
     return getattr(case, "name", "?")
 
 
+def _interleaved_p50(target, builds, case, rounds: int = 3) -> dict[str, float]:
+    """p50 ms of one call per artifact, timed in turns (every artifact runs each sample once per
+    round): on a shared host, load that comes and goes then falls on all artifacts alike instead of
+    on whichever was being timed (sequential timing moved one artifact's p50 by 30 % between runs)."""
+    from edgekit.verify import run_artifact
+
+    runtimes = {label: target.runtime().load(path) for label, path in builds.items()}
+    for runtime in runtimes.values():
+        run_artifact(runtime, case.evaluation_sample(0))  # warm-up
+    times: dict[str, list[float]] = {label: [] for label in builds}
+    for _ in range(rounds):
+        for label, runtime in runtimes.items():
+            for i in range(case.eval_count()):
+                start = time.perf_counter()
+                run_artifact(runtime, case.evaluation_sample(i))
+                times[label].append(time.perf_counter() - start)
+    return {label: 1000 * float(np.median(t)) for label, t in times.items()}
+
+
+def _onnx_kernels(builds) -> None:
+    """Which kernels onnxruntime runs for each ONNX artifact (integer kernels, and float ops still
+    fed by a weight DequantizeLinear): why one int8 graph is faster than another."""
+    from edgekit.targets.onnx.int8 import cpu_kernels
+
+    for label, path in builds.items():
+        ran = cpu_kernels(path)
+        print(f"  onnxruntime kernels [{label}]: integer {ran.get('integer')}, float on dequantized weights "
+              f"{ran.get('float_on_dequantized_weights')}", flush=True)
+
+
 def _score_builds(builds, target, model, case, reference, fp32_size, model_name, target_name, rows) -> None:
     """Score every artifact; "x plain" = p50 over the fastest static "before" artifact of the target."""
     measured = {}
     for label, path in builds.items():
-        got, p50 = _run_artifact(target, path, model, case)
-        measured[label] = (scores(reference, got), os.path.getsize(path) / fp32_size, p50)
+        got, _ = _run_artifact(target, path, model, case)
+        measured[label] = (scores(reference, got), os.path.getsize(path) / fp32_size)
+    if target_name == "onnx":
+        _onnx_kernels(builds)
+    p50s = _interleaved_p50(target, builds, case)
+    measured = {label: (s, ratio, p50s[label]) for label, (s, ratio) in measured.items()}
     plain = [m[2] for label, m in measured.items() if label.startswith("before:") and "dynamic" not in label]
     plain_dynamic = [m[2] for label, m in measured.items() if label.startswith("before:") and "dynamic" in label]
     for label, (s, ratio, p50) in measured.items():

@@ -1,8 +1,11 @@
 """Graph preparation before ExecuTorch lowering, and the checks right after it.
 
 Recurrent layers: ExecuTorch has no LSTM/GRU kernel (neither the portable library nor XNNPACK), so
-``aten.lstm`` is decomposed into one cell per time step. PyTorch's decomposition walks the sequence
-with ``unbind`` and splits the gates with ``chunk``: in edge IR that is ``squeeze_copy`` and
+a recurrent layer is unrolled into one cell per time step. An ``aten.lstm`` with static shapes takes
+the packed route of recurrent.py (one input matmul per layer, both directions in one recurrent
+matmul per step: 2.4x fewer nodes, and the conversion cost follows the node count); the rest
+(GRU, RNN, an LSTM with a projection) takes PyTorch's decomposition, as follows. That one walks
+the sequence with ``unbind`` and splits the gates with ``chunk``: in edge IR ``squeeze_copy`` and
 ``split_with_sizes_copy``, which XNNPACK does not take. Each of those cuts the graph, so a BiLSTM
 over 32 steps became ~100 delegate partitions (each preprocessed separately by XNNPACK: minutes)
 joined by hundreds of portable copy kernels. Here the two are rewritten into what XNNPACK takes
@@ -44,18 +47,27 @@ def prepare_for_lowering(program) -> tuple[Any, dict[str, Any]]:
     }
     if not recurrent:
         return program, {}
-    table = torch.export.default_decompositions()
-    missing = [str(op) for op in recurrent if op not in table]
-    if missing:  # lowering will name it; nothing to prepare
-        return program, {}
-    decomposed = program.run_decompositions({op: table[op] for op in recurrent})
-    rewritten = rewrite_squeeze_split(decomposed.graph_module)
-    facts = {
+    facts: dict[str, Any] = {
         "recurrent_ops": sorted({op.overloadpacket.__name__ for op in recurrent}),
         "unrolled": "one cell per time step (no recurrent kernel in ExecuTorch's runtime or XNNPACK)",
-        "rewritten_for_delegation": rewritten,
     }
-    return decomposed, facts
+    if torch.ops.aten.lstm.input in recurrent:
+        from edgekit.targets.executorch.recurrent import pack_lstms
+
+        packed, pack_facts = pack_lstms(program)
+        facts.update(pack_facts)
+        if packed is not None:
+            program = packed
+            recurrent = {n.target for n in program.graph_module.graph.nodes if _packet(n) in RECURRENT_OPS}
+    if recurrent:
+        table = torch.export.default_decompositions()
+        if any(op not in table for op in recurrent):  # lowering will name it; nothing to prepare
+            return program, facts if "route" in facts else {}
+        program = program.run_decompositions({op: table[op] for op in recurrent})
+        facts["rewritten_for_delegation"] = rewrite_squeeze_split(program.graph_module)
+        facts.setdefault("route", "PyTorch's decomposition (one cell per step and direction)")
+    facts["unrolled_nodes"] = sum(1 for n in program.graph_module.graph.nodes if n.op == "call_function")
+    return program, facts
 
 
 def rewrite_squeeze_split(graph_module) -> dict[str, int]:
@@ -201,18 +213,87 @@ def float16_graph(graph_module) -> dict[str, int]:
             parent = graph_module.get_submodule(owner) if owner else graph_module
             value = getattr(parent, leaf, None)
             if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-                setattr(parent, leaf, value.detach().half())  # a TorchScript constant may carry autograd history
+                value = value.detach().clamp(-_FLOAT16_MAX, _FLOAT16_MAX)  # finfo(float32).min -> a finite float16
+                setattr(parent, leaf, value.half())  # a TorchScript constant may carry autograd history
                 counts["constants"] += 1
         if node.op != "call_function":
             continue
         args = tuple(torch.float16 if a is torch.float32 else a for a in node.args)
         kwargs = {k: torch.float16 if v is torch.float32 else v for k, v in node.kwargs.items()}
         changed = sum(a is torch.float32 for a in node.args) + sum(v is torch.float32 for v in node.kwargs.values())
-        if changed:
+        if node.target is torch.ops.aten.layer_norm.default:
+            _layer_norm_in_float32(graph_module.graph, node)
+            counts["layer_norms_in_float32"] = counts.get("layer_norms_in_float32", 0) + 1
+            continue
+        clamped = _clamp_float16_scalars(node)
+        if clamped:
+            counts["scalars_clamped_to_float16_range"] = counts.get("scalars_clamped_to_float16_range", 0) + clamped
+            args = tuple(_clamp_scalar(a) for a in args)
+            kwargs = {k: _clamp_scalar(v) for k, v in kwargs.items()}
+        if changed or clamped:
             node.args, node.kwargs = args, kwargs
             counts["dtype_arguments"] += changed
+        elif _new_float32(node):
+            _cast_after(graph_module.graph, node, torch.float16)
+            counts["float32_sources_cast"] = counts.get("float32_sources_cast", 0) + 1
     graph_module.recompile()
     return counts
+
+
+_FLOAT16_MAX = 65504.0
+
+
+def _layer_norm_in_float32(graph, node) -> None:
+    """Layer norm computed in float32 inside an fp16 program (input, weight and bias cast up, the
+    result cast back). ExecuTorch's portable layer norm accumulates in the tensor's own dtype, and a
+    transformer's residual stream squared and summed over 384 features reaches float16's 65504 (seen:
+    48,900 on all-MiniLM-L6-v2): every output of the fp16 program was NaN. Eager PyTorch
+    accumulates in float32, which is what this restores."""
+    import torch
+
+    casts = []
+    with graph.inserting_before(node):
+        for index, arg in enumerate(node.args[:4]):
+            if index != 1 and isinstance(arg, torch.fx.Node):
+                casts.append((arg, graph.call_function(torch.ops.aten._to_copy.default, (arg,), {"dtype": torch.float32})))
+    for arg, cast in casts:
+        node.replace_input_with(arg, cast)
+    _cast_after(graph, node, torch.float16)
+
+
+def _clamp_scalar(value):
+    """A float beyond float16's range (``torch.finfo(torch.float32).min``, the additive attention
+    mask of Hugging Face models) becomes float16's largest finite value of the same sign: as -inf,
+    ``0 * mask`` is NaN and every output of the program is NaN."""
+    import math
+
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT16_MAX:
+        return math.copysign(_FLOAT16_MAX, value)
+    return value
+
+
+def _clamp_float16_scalars(node) -> int:
+    return sum(_clamp_scalar(v) is not v for v in (*node.args, *node.kwargs.values()))
+
+
+def _new_float32(node) -> bool:
+    """A float32 tensor made from no floating-point input and no dtype argument: ``torch.where(c,
+    0.0, -1e4)`` (an attention mask), a scalar tensor. Its float32 would promote the float16
+    tensors it meets (and a bmm refuses the mix)."""
+    import torch
+
+    val = node.meta.get("val")
+    if node.target is operator.getitem or not isinstance(val, torch.Tensor) or val.dtype != torch.float32:
+        return False  # a getitem's float32 comes from its (multi-output) producer
+    return not any(_float_dtype(arg) is not None for arg in node.all_input_nodes)
+
+
+def _cast_after(graph, node, dtype) -> None:
+    import torch
+
+    with graph.inserting_after(node):
+        cast = graph.call_function(torch.ops.aten._to_copy.default, (node,), {"dtype": dtype})
+    node.replace_all_uses_with(cast, delete_user_cb=lambda user: user is not cast)
 
 
 def unify_float16(program) -> list[str]:

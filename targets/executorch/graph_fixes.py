@@ -64,9 +64,38 @@ def quantizer(is_dynamic: bool):
         def transform_for_annotation(self, model):
             return transform_for_annotation(model)
 
+        def annotate(self, model):
+            model = super().annotate(model)
+            if is_dynamic:
+                self.float_padded_convs = keep_padded_convs_float(model)
+            return model
+
     return TransformerSafeXNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=is_dynamic)
     )
+
+
+def keep_padded_convs_float(model) -> list[str]:
+    """Drop the dynamic int8 annotation of convolutions fed by an explicit pad (TensorFlow-style
+    "same" padding: ``ZeroPad2d((0, 1, 0, 1))`` before a stride-2 conv, as in EfficientNet-Lite).
+    executorch 1.5.1's XNNPACK lowers that pair, dynamically quantized, into a program that fails
+    at its first run ("Propagating input shapes failed with code: xnn_status_invalid_parameter";
+    the same conv without the pad, or float, runs). Those convs stay float32, still delegated.
+    Returns the layers kept float, by module."""
+    import torch
+
+    from edgekit.export import node_location
+
+    kept = []
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default):
+            continue
+        source = node.args[0]
+        if getattr(source, "target", None) not in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default):
+            continue
+        if node.meta.pop("quantization_annotation", None) is not None:
+            kept.append(node_location(node) or node.name)
+    return kept
 
 
 def quantize_embeddings(graph_module, min_elements: int = MIN_EMBEDDING_ELEMENTS) -> list[dict[str, Any]]:

@@ -99,7 +99,10 @@ def _pt2e_program(model, precision: str, calibration, options=None):
     quantizer = graph_fixes.quantizer(is_dynamic=True)
     # PT2E wants the graph torch.export makes before decomposition: that is what the shared
     # program is (torch.export.export), so it is prepared directly, no second export of the model.
-    graph = copy.deepcopy(model.exported_program().module())
+    # LSTMs are packed first (targets/executorch/recurrent.py) so that their input projections are
+    # linears the quantizer takes; after quantization they would stay float32.
+    source, lstm_facts = _packed_lstm_program(model.exported_program())
+    graph = copy.deepcopy(source.module())
     prepared = prepare_pt2e(graph, quantizer)
     # Dynamic quantization observes nothing, but convert_pt2e expects one pass through the graph.
     prepared(*model.example_inputs)
@@ -113,6 +116,14 @@ def _pt2e_program(model, precision: str, calibration, options=None):
         # 8-bit range is kept everywhere (onnxruntime's x86 u8 x s8 path is the one that needs 7 bits).
         "weight_range": "full 8-bit [-127, 127] on every CPU (XNNPACK kernels accumulate without saturating)",
     }
+    if lstm_facts:
+        facts["lstm"] = lstm_facts
+    if getattr(quantizer, "float_padded_convs", None):
+        facts["float_padded_convs"] = {
+            "layers": quantizer.float_padded_convs[:20], "count": len(quantizer.float_padded_convs),
+            "why": "a pad followed by a dynamically quantized conv fails at run time in executorch 1.5.1's "
+                   "XNNPACK (xnn_status_invalid_parameter); these convs stay float32, delegated",
+        }
     if embeddings:
         facts["embeddings"] = {
             "scheme": "int8 weight-only, one symmetric scale per row (quantized_decomposed::embedding_byte)",
@@ -120,6 +131,21 @@ def _pt2e_program(model, precision: str, calibration, options=None):
         }
     # convert_pt2e hands back a GraphModule: exporting it is how PT2E makes the program to lower.
     return _export(quantized, model), facts
+
+
+def _packed_lstm_program(program):
+    """(program with its LSTMs packed, facts) or (program, {}) when it has none to pack."""
+    import torch
+
+    if not any(n.target is torch.ops.aten.lstm.input for n in program.graph_module.graph.nodes):
+        return program, {}
+    from edgekit.targets.executorch.recurrent import pack_lstms
+
+    packed, facts = pack_lstms(program)
+    if packed is None:
+        return program, facts
+    facts["quantized"] = "input projections int8 (linear); the recurrent bmm stays float32 (XNNPACK's dynamic quantizer takes linears only)"
+    return packed, facts
 
 
 def _static_int8_program(model, calibration, options=None):

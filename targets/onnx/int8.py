@@ -3,7 +3,9 @@
 The converted PT2E graph (int8 weight constants + per-channel DequantizeLinear, activation
 QuantizeLinear/DequantizeLinear pairs) goes through torch.onnx's dynamo exporter, whose torchlib
 maps ``quantized_decomposed`` ops to QuantizeLinear/DequantizeLinear; onnxruntime then fuses the
-QDQ groups into integer kernels. So ONNX gets the same scales as TFLite and ExecuTorch.
+QDQ groups into integer kernels once targets/onnx/qdq_rewrites.py has put the graph in the form its
+fusions need. So ONNX gets the same scales as TFLite and ExecuTorch; the manifest's
+``onnxruntime_cpu_kernels`` says which kernels onnxruntime really runs.
 onnxruntime's own quantize_static (the earlier recipe) stays as the fallback where that export
 fails, and is measured beside it (benchmarks/int8_accuracy.py, docs/quantize.md).
 """
@@ -60,6 +62,7 @@ def pt2e_qdq(model, options, calibration, opset: int, path: str, reduce_range: b
     from edgekit.quantize.embeddings import gather_rows
     from edgekit.quantize.shared import int8_program
     from edgekit.targets.onnx.export import _strip_debug_metadata, save
+    from edgekit.targets.onnx.qdq_rewrites import for_integer_kernels
     from edgekit.targets.onnx.quantize import weight_range
 
     shared = int8_program(model, calibration, options)
@@ -75,18 +78,58 @@ def pt2e_qdq(model, options, calibration, opset: int, path: str, reduce_range: b
 
         raise ConversionError(f"torch.onnx could not export the int8 (QDQ) graph: {first_line(exc)}") from exc
     _strip_debug_metadata(proto)  # stack traces per node: most of a small model's file otherwise
-    if reduce_range:
-        halve_weight_range(proto)
+    rewrites = for_integer_kernels(proto, reduce_range)  # targets/onnx/qdq_rewrites.py
     save(proto, path)
     return {
         "tool": "edgekit.quantize (PT2E) exported by torch.onnx as QDQ",
         "format": "QDQ",
         "weights": "int8, per-channel symmetric, "
                    + ("7-bit range (reduce_range: PT2E's weights requantized to [-64, 64])" if reduce_range else "full 8-bit range"),
-        "activations": f"int8, observer {shared.choice.recipe.observer} (chosen on held-back calibration samples)",
+        "activations": f"8-bit, observer {shared.choice.recipe.observer} (chosen on held-back calibration samples); "
+                       "stored as uint8, the int8 grid with its zero point + 128 (onnxruntime's u8 x s8 kernels)",
         "weight_range": weight_range(reduce_range),
+        "qdq_rewrites": rewrites,
+        "onnxruntime_cpu_kernels": cpu_kernels(path),
         **shared.to_manifest(),
     }
+
+
+# onnxruntime's integer kernels (contrib ops included) that a QDQ group or a dynamic recipe becomes
+_INTEGER_KERNELS = ("QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul",
+                    "QAttention", "DynamicQuantizeLSTM", "MatMulNBits", "GatherBlockQuantized")
+_WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedGemm", "FusedMatMul")
+
+
+def cpu_kernels(path: str) -> dict[str, Any]:
+    """What onnxruntime's CPU provider runs for ``path`` after its graph optimisation (the level
+    where it fuses QDQ groups): integer kernels by type, and the float Conv / MatMul / Gemm still
+    fed by a weight DequantizeLinear (weights dequantized at every call: the int8 graph is then
+    slower than it should be, often slower than float)."""
+    import collections
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # no layout/NCHWc rewrites
+    options.log_severity_level = 3
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
+            options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            graph = onnx.load(options.optimized_model_filepath).graph
+    except Exception as exc:  # noqa: BLE001 - a fact for the manifest; verification runs the file itself
+        from edgekit.errors import first_line
+
+        return {"unavailable": f"onnxruntime could not save its optimized graph: {first_line(exc)}"}
+    initializers = {init.name for init in graph.initializer}
+    weight_dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
+    integer = collections.Counter(n.op_type for n in graph.node if n.op_type.startswith("QLinear") or n.op_type in _INTEGER_KERNELS)
+    dequantized = [n.name or n.op_type for n in graph.node if n.op_type in _WEIGHTED and weight_dq & set(n.input)]
+    return {"integer": dict(sorted(integer.items())), "float_on_dequantized_weights": len(dequantized),
+            "float_on_dequantized_weights_nodes": dequantized[:10]}
 
 
 def static_int8(model, options, calibration, settings, float_path: str, final_path: str, workdir: str) -> dict[str, Any]:
@@ -111,4 +154,5 @@ def static_int8(model, options, calibration, settings, float_path: str, final_pa
     names = [value.name for value in ONNXRuntime().load(prepared_path).inputs()]
     facts["quantization"] = recipes.quantize_static(prepared_path, final_path, names, calibration, settings.reduce_range)
     facts["quantization"]["why"] = f"onnxruntime quantize_static, because the shared PT2E graph did not export: {pt2e_error}"
+    facts["quantization"]["onnxruntime_cpu_kernels"] = cpu_kernels(final_path)
     return facts
