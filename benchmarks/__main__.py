@@ -114,6 +114,10 @@ def main(argv=None) -> int:
     from benchmarks.suite.measure import measure_case
     from benchmarks.suite.target_all import failing_check, target_all
 
+    earlier = None  # read now: this run rewrites results.json after each model
+    if args.merge:
+        with open(args.merge, encoding="utf-8") as fh:
+            earlier = json.load(fh)
     full = not args.quick and (bool(args.merge) or set(args.models) == set(CASES) and set(args.targets) == set(PRECISIONS))
     work = args.work or tempfile.mkdtemp(prefix="edgekit-suite-")
     out = args.out or (os.path.join(HERE, "RESULTS.md") if full else os.path.join(work, "RESULTS.md"))
@@ -147,9 +151,8 @@ def main(argv=None) -> int:
         doc["failing_check"] = failing_check(case, files, os.path.join(work, case.name), log=_log)
     doc["machine"]["load_end"] = os.getloadavg()[0]
     doc["wall_s"] = time.perf_counter() - t0
-    if args.merge:
-        with open(args.merge, encoding="utf-8") as fh:
-            carry(doc, json.load(fh), args.targets)
+    if earlier is not None:
+        carry(doc, earlier, args.targets)
     _save(doc, results_dir)
     checks = report.write(doc, out, results_dir)
     missed = [c for c in checks if c["reached"] is False]
