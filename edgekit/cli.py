@@ -66,6 +66,31 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_SIGNAL_MESSAGES = {"SIGINT": "interrupted; nothing half-written was left"}
+
+
+def _signal_message(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return _SIGNAL_MESSAGES.get(name, f"terminated by {name}; nothing half-written was left")
+
+
+def _signal_exit_code(signum: int) -> int:
+    return EXIT_INTERRUPTED if signum == getattr(signal, "SIGINT", None) else 128 + signum
+
+
+def _leave_now(signum: int) -> None:
+    """A signal inside a converter's native code: raising could abort the process through a C++
+    frame (SIGABRT, exit -6, the staging folder left behind), so clean up here and exit."""
+    import os
+
+    from edgekit import manifest, ui
+
+    ui.restore_terminal()
+    manifest.remove_live_stages()
+    print(f"\nerror: {_signal_message(signum)}", file=sys.__stderr__, flush=True)
+    os._exit(_signal_exit_code(signum))
+
+
 @contextlib.contextmanager
 def _signals_as_exceptions():
     if threading.current_thread() is not threading.main_thread():
@@ -73,9 +98,15 @@ def _signals_as_exceptions():
         return
 
     def handler(signum, _frame):
+        from edgekit.ui import in_native_section
+
+        if in_native_section():
+            _leave_now(signum)
+        if signum == getattr(signal, "SIGINT", None):
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    wanted = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     saved = {}
     for signum in wanted:
         try:
@@ -128,10 +159,9 @@ def main(argv=None) -> int:
         except EdgekitError as exc:
             return _fail(exc, verbose, str(exc), exc.exit_code)
         except Terminated as exc:
-            name = signal.Signals(exc.signum).name
-            return _fail(exc, verbose, f"terminated by {name}; nothing half-written was left", 128 + exc.signum)
+            return _fail(exc, verbose, _signal_message(exc.signum), _signal_exit_code(exc.signum))
         except KeyboardInterrupt as exc:
-            return _fail(exc, verbose, "interrupted; nothing half-written was left", EXIT_INTERRUPTED)
+            return _fail(exc, verbose, _signal_message(signal.SIGINT), EXIT_INTERRUPTED)
         except MemoryError as exc:
             return _fail(exc, verbose, "out of memory (smaller --input shapes or fewer samples may fit)", EXIT_MEMORY)
         except OSError as exc:  # a foreign failure to write or read, untranslated: say which

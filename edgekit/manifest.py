@@ -282,6 +282,17 @@ def remove_stale(folder: Path) -> list[str]:
     return cleaned
 
 
+# Staging folders of this process that are still open: a signal that cannot be raised as an
+# exception (see ``ui.in_native_section``) removes them before the process leaves.
+_live_stages: set[Path] = set()
+
+
+def remove_live_stages() -> None:
+    for stage in list(_live_stages):
+        shutil.rmtree(stage, ignore_errors=True)
+        _live_stages.discard(stage)
+
+
 @contextlib.contextmanager
 def staging_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
     """A private folder beside the destination; removed on exit whatever happens (errors, Ctrl-C,
@@ -295,10 +306,12 @@ def staging_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
                 stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{_owner_tag()}-", dir=out))
             except OSError as exc:
                 raise (disk_full_error(out) if is_disk_full(exc) else OutputError(f"cannot write to {str(out)!r}: {exc.strerror or exc}")) from None
+            _live_stages.add(stage)
         yield stage
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
+            _live_stages.discard(stage)
 
 
 def extra_destinations(staged_files, destination: Path, suffix: str) -> list[tuple[Path, Path]]:

@@ -7,6 +7,28 @@ import time
 from typing import Iterator, Sequence
 
 
+# Native sections: while a converter runs, its C++ code may call back into Python, and an exception
+# raised there by a signal handler can cross a frame that does not let it through (std::terminate,
+# SIGABRT; seen under torch.onnx.export). The CLI's handler asks ``in_native_section`` and, when
+# true, cleans up and leaves at once instead of raising. Each entry holds the descriptors 1 and 2
+# of the terminal, saved when the converter's output was sent to a file (None when it was not).
+_native_sections: list[tuple[int, int] | None] = []
+
+
+def in_native_section() -> bool:
+    return bool(_native_sections)
+
+
+def restore_terminal() -> None:
+    """Point descriptors 1 and 2 back at the terminal (the outermost capture's saved ones)."""
+    import os
+
+    saved = next((fds for fds in _native_sections if fds is not None), None)
+    if saved is not None:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+
+
 class Reporter:
     """Stage-by-stage progress (load, export, calibrate, convert, verify) on stderr."""
 
@@ -56,7 +78,11 @@ def captured_native_output(enabled: bool = True, into: list[str] | None = None) 
 
     captured: list[str] = into if into is not None else []  # ``into``: several stages, one log
     if not enabled:
-        yield captured
+        _native_sections.append(None)
+        try:
+            yield captured
+        finally:
+            _native_sections.pop()
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -68,9 +94,11 @@ def captured_native_output(enabled: bool = True, into: list[str] | None = None) 
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         sys.stdout = sys.stderr = text_sink
+        _native_sections.append((saved_fds[0], saved_fds[1]))
         try:
             yield captured
         finally:
+            _native_sections.pop()
             text_sink.flush()
             sys.stdout, sys.stderr = saved_streams
             os.dup2(saved_fds[0], 1)

@@ -63,6 +63,30 @@ def test_signal_mid_conversion_cleans_up(signum, code, says, model_dir, tmp_path
     check_failure(proc, code, out=out, says=says)
 
 
+_SIGNAL_IN_NATIVE_CODE = """
+import os, signal, sys
+from edgekit import cli, manifest, ui
+with cli._signals_as_exceptions(), manifest.staging_dir(sys.argv[1]) as stage:
+    (stage / "model.onnx").write_bytes(b"half a model")
+    with ui.captured_native_output():
+        print("a converter's own line")
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("never reached", file=sys.__stderr__)
+"""
+
+
+def test_signal_inside_a_converter_leaves_at_once_and_cleans_up(tmp_path):
+    """Inside a converter's native section the handler does not raise (an exception crossing a C++
+    frame aborted the process with SIGABRT in CI): it puts the terminal back, removes the staging
+    folder and exits 143 with the one error line the user reads."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_NATIVE_CODE, str(out)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    check_failure(proc, 143, out=out, says="terminated by SIGTERM; nothing half-written was left")
+    assert "never reached" not in proc.stderr and "a converter's own line" not in proc.stdout + proc.stderr
+
+
 def _host():
     from edgekit.manifest import _host_tag
 
