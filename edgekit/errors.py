@@ -5,27 +5,33 @@ The CLI catches :class:`EdgekitError` once, prints ``error: <message>`` on one l
 """
 from __future__ import annotations
 
-# Exit codes, documented in README.md ("Exit codes"). Keep this table and the README in step.
+# Exit codes, documented in README.md ("Exit codes"); what each means is said once, in EXIT_CODES below.
 EXIT_OK = 0
-EXIT_VERIFY_FAILED = 1  # an artifact was written but does not compute what the model computes
-EXIT_USAGE = 2  # bad flags or option values (argparse uses 2 as well)
-EXIT_MODEL = 3  # the model could not be read, trusted or instantiated
-EXIT_DATA = 4  # calibration / evaluation / training data is unusable
-EXIT_CONVERSION = 5  # the converter rejected the model (unsupported op, export failure)
-EXIT_MISSING_DEPENDENCY = 6  # an optional extra is not installed
-EXIT_OUTPUT = 7  # the output location cannot be written
-EXIT_DEVICE = 8  # a device is unreachable, unauthorized, or a runner is missing
-EXIT_INTERNAL = 70  # a bug in edgekit (EX_SOFTWARE): please report it with --verbose
+EXIT_VERIFY_FAILED = 1
+EXIT_USAGE = 2  # argparse uses 2 as well
+EXIT_MODEL = 3
+EXIT_DATA = 4
+EXIT_CONVERSION = 5
+EXIT_MISSING_DEPENDENCY = 6
+EXIT_OUTPUT = 7
+EXIT_DEVICE = 8
+EXIT_INTERNAL = 70  # EX_SOFTWARE
 # Stopped from outside (128 + the signal, as shells report it); staging folders are removed first.
-EXIT_HANGUP = 129  # SIGHUP: the terminal went away
-EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
-EXIT_TERMINATED = 143  # SIGTERM: a CI cancel, `timeout`, `kill`
+EXIT_HANGUP = 129
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class EdgekitError(Exception):
-    """Base class. ``str(err)`` is the one line a user sees."""
+    """Base class. ``str(err)`` is the one line a user sees. A subclass names its exit code in its
+    class line (``class DataError(EdgekitError, exit_code=EXIT_DATA)``); without one it inherits its base's."""
 
     exit_code = EXIT_INTERNAL
+
+    def __init_subclass__(cls, exit_code: int | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
@@ -36,48 +42,43 @@ class EdgekitError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
-class UsageError(EdgekitError):
-    exit_code = EXIT_USAGE
+class UsageError(EdgekitError, exit_code=EXIT_USAGE):
+    """A flag, option value or option file that edgekit cannot act on."""
 
 
-class ModelLoadError(EdgekitError):
-    exit_code = EXIT_MODEL
+class ModelLoadError(EdgekitError, exit_code=EXIT_MODEL):
+    """The model file, factory or architecture cannot give a module."""
 
 
 class UnsafePickleError(ModelLoadError):
     """A fully pickled module was given without --trust-pickle."""
 
 
-class DataError(EdgekitError):
-    exit_code = EXIT_DATA
+class DataError(EdgekitError, exit_code=EXIT_DATA):
+    """Samples, results or manifests that cannot be read or do not fit the model."""
 
 
-class ConversionError(EdgekitError):
-    exit_code = EXIT_CONVERSION
+class ConversionError(EdgekitError, exit_code=EXIT_CONVERSION):
+    """A converter refused the model; the message names the op and where it sits."""
 
 
-class MissingDependencyError(EdgekitError):
-    exit_code = EXIT_MISSING_DEPENDENCY
-
+class MissingDependencyError(EdgekitError, exit_code=EXIT_MISSING_DEPENDENCY):
     def __init__(self, what: str, extra: str):
-        super().__init__(
-            f"{what} is not installed", hint=f"pip install 'edgekit[{extra}]'"
-        )
+        install = f"pip install 'edgekit[{extra}]'" if extra else "pip install edgekit"
+        super().__init__(f"{what} is not installed", hint=install)
         self.extra = extra
 
 
-class OutputError(EdgekitError):
-    exit_code = EXIT_OUTPUT
+class OutputError(EdgekitError, exit_code=EXIT_OUTPUT):
+    """The output location cannot be written."""
 
 
-class DeviceError(EdgekitError):
-    exit_code = EXIT_DEVICE
+class DeviceError(EdgekitError, exit_code=EXIT_DEVICE):
+    """A device, its host tool or its runner cannot be used."""
 
 
-class VerificationFailed(EdgekitError):
+class VerificationFailed(EdgekitError, exit_code=EXIT_VERIFY_FAILED):
     """Raised by the API only when asked (strict); the CLI maps failed artifacts to exit 1."""
-
-    exit_code = EXIT_VERIFY_FAILED
 
 
 EXIT_CODES = {

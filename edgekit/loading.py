@@ -254,8 +254,6 @@ def load_model(
     trust_pickle: bool = False,
 ) -> LoadedModel:
     """Load a model from a file and/or a factory, following the rules in the module docstring."""
-    import torch
-
     if path is None:
         if model is None:
             raise UsageError("give a model file, or --model package.module:factory")
@@ -271,39 +269,57 @@ def load_model(
         raise ModelLoadError(f"{path}: is a folder, expected a model file")
     if p.stat().st_size == 0:
         raise ModelLoadError(f"{path}: empty file")
-
     kind = _sniff(p)
     if kind == "torchscript":
-        try:
-            module = torch.jit.load(str(p), map_location="cpu")
-        except Exception as exc:
-            raise ModelLoadError(f"{path}: cannot load TorchScript archive ({first_line(exc)})") from exc
-        return finish_module(LoadedModel("torchscript", module=module, source=str(p)))
-
+        return _load_torchscript(path)
     if kind == "exported_program":
-        if not trust_pickle:
-            _check_pt2_pickles(p)
-        try:
-            with _no_full_unpickling(enabled=not trust_pickle):
-                ep = torch.export.load(str(p))
-        except EdgekitError:
-            raise
-        except Exception as exc:
-            if not trust_pickle and _is_weights_only_refusal(exc):
-                raise _unsafe(path, "an entry that is not plain tensors") from None
-            raise ModelLoadError(f"{path}: cannot load ExportedProgram ({first_line(exc)})") from exc
-        if ep is None or not hasattr(ep, "graph_signature"):
-            raise ModelLoadError(f"{path}: the archive holds no ExportedProgram named 'model'")
-        example = None
-        if ep.example_inputs is not None:
-            args, kwargs = ep.example_inputs
-            example = tuple(args) if not kwargs else None
-        names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-        return LoadedModel("exported_program", exported=ep, example_inputs=example, input_names=names, source=str(p))
+        return _load_exported_program(path, trust_pickle)
+    return _load_saved(path, arch, trust_pickle)
 
-    # torch.save output: a state_dict (safe) or a pickled module (needs trust).
+
+def _load_torchscript(path: str) -> LoadedModel:
+    import torch
+
+    source = str(Path(path))
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        module = torch.jit.load(source, map_location="cpu")
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot load TorchScript archive ({first_line(exc)})") from exc
+    return finish_module(LoadedModel("torchscript", module=module, source=source))
+
+
+def _load_exported_program(path: str, trust_pickle: bool) -> LoadedModel:
+    import torch
+
+    source = str(Path(path))
+    if not trust_pickle:
+        _check_pt2_pickles(Path(path))
+    try:
+        with _no_full_unpickling(enabled=not trust_pickle):
+            ep = torch.export.load(source)
+    except EdgekitError:
+        raise
+    except Exception as exc:
+        if not trust_pickle and _is_weights_only_refusal(exc):
+            raise _unsafe(path, "an entry that is not plain tensors") from None
+        raise ModelLoadError(f"{path}: cannot load ExportedProgram ({first_line(exc)})") from exc
+    if ep is None or not hasattr(ep, "graph_signature"):
+        raise ModelLoadError(f"{path}: the archive holds no ExportedProgram named 'model'")
+    example = None
+    if ep.example_inputs is not None:
+        args, kwargs = ep.example_inputs
+        example = tuple(args) if not kwargs else None
+    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    return LoadedModel("exported_program", exported=ep, example_inputs=example, input_names=names, source=source)
+
+
+def _load_saved(path: str, arch: str | None, trust_pickle: bool) -> LoadedModel:
+    """torch.save output: a state_dict or checkpoint (safe), or a pickled module (needs trust)."""
+    import torch
+
+    source = str(Path(path))
+    try:
+        obj = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
         if "weights_only" not in text and "Unsupported global" not in text:
@@ -314,40 +330,34 @@ def load_model(
                 hint=_PICKLE_HINT,
             ) from None
         try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=False)
+            obj = torch.load(source, map_location="cpu", weights_only=False)
         except Exception as exc2:
             raise ModelLoadError(f"{path}: cannot unpickle ({first_line(exc2)})") from exc2
-        if isinstance(obj, torch.nn.Module):
-            return finish_module(LoadedModel("pickle", module=obj, source=str(p)))
     obj = _unwrap_checkpoint(obj)
-    if isinstance(obj, torch.nn.Module):  # a trusted pickle wrapped in a dict, say
-        return finish_module(LoadedModel("pickle", module=obj, source=str(p)))
+    if isinstance(obj, torch.nn.Module):  # a fully pickled module, loaded above only when trusted
+        return finish_module(LoadedModel("pickle", module=obj, source=source))
     if not _is_state_dict(obj):
         raise ModelLoadError(f"{path}: holds a {type(obj).__name__}, not a model, state_dict or checkpoint")
     if arch is None:
         raise UsageError(f"{path} is a state_dict (weights only): pass --arch package.module:factory to build the model")
     module = _call_factory(arch, "--arch")
     _load_state(module, obj, arch, path)
-    return finish_module(LoadedModel("state_dict", module=module, source=str(p)))
+    return finish_module(LoadedModel("state_dict", module=module, source=source))
+
+
+def _first_of(label: str, items: list[str]) -> str:
+    return f"{label}: {items[0]}" + (f" (+{len(items) - 1} more)" if len(items) > 1 else "")
 
 
 def _load_state(module, state: dict, arch: str, path: str) -> None:
-    result_missing, result_unexpected, mismatched = [], [], []
     own = module.state_dict()
-    for key, value in state.items():
-        if key not in own:
-            result_unexpected.append(key)
-        elif tuple(own[key].shape) != tuple(value.shape):
-            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
-    result_missing = [k for k in own if k not in state]
-    if result_missing or result_unexpected or mismatched:
-        parts = []
-        if mismatched:
-            parts.append(f"shape mismatch: {mismatched[0]}" + (f" (+{len(mismatched) - 1} more)" if len(mismatched) > 1 else ""))
-        if result_missing:
-            parts.append(f"missing: {result_missing[0]}" + (f" (+{len(result_missing) - 1} more)" if len(result_missing) > 1 else ""))
-        if result_unexpected:
-            parts.append(f"unexpected: {result_unexpected[0]}" + (f" (+{len(result_unexpected) - 1} more)" if len(result_unexpected) > 1 else ""))
+    unexpected = [key for key in state if key not in own]
+    mismatched = [f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}" for key, value in state.items()
+                  if key in own and tuple(own[key].shape) != tuple(value.shape)]
+    missing = [k for k in own if k not in state]
+    parts = [_first_of(label, items) for label, items in
+             (("shape mismatch", mismatched), ("missing", missing), ("unexpected", unexpected)) if items]
+    if parts:
         raise ModelLoadError(f"{path}: state_dict does not fit --arch {arch} ({'; '.join(parts)})")
     module.load_state_dict(state, strict=True)
 

@@ -6,6 +6,8 @@ entry point group. Standard library only, and nothing is read until a registry a
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from edgekit.errors import UsageError
@@ -19,9 +21,26 @@ def entry_points_of(group: str) -> tuple[tuple[str, str], ...]:
     return tuple((ep.name.lower(), ep.value) for ep in entry_points(group=group))
 
 
-def plugins(group: str, builtin) -> dict[str, str]:
-    """The entry points of ``group`` whose names the built-in table does not already hold."""
-    return {name: ref for name, ref in entry_points_of(group) if name not in builtin}
+@dataclass(frozen=True)
+class Registry:
+    """One registry: its built-in table, its entry point group, and what its entries are called in
+    messages ("target", "device kind"). A built-in name always wins over a plugin of that name."""
+
+    builtin: Mapping[str, str]
+    group: str
+    what: str
+
+    def plugins(self) -> dict[str, str]:
+        """The group's entry points whose names the built-in table does not already hold."""
+        return {name: ref for name, ref in entry_points_of(self.group) if name not in self.builtin}
+
+    def refs(self) -> dict[str, str]:
+        """Every entry, built-in first (their order is the order of tables and of `--target all`)."""
+        return {**self.builtin, **self.plugins()}
+
+    def load(self, name: str):
+        """The class registered as ``name``; the entry points are read only when no built-in has it."""
+        return load(self.builtin.get(name) or self.refs()[name], f"{self.what} {name!r}")
 
 
 def load(ref: str, what: str):

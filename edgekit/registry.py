@@ -11,9 +11,7 @@ from __future__ import annotations
 import difflib
 
 from edgekit.errors import UsageError
-from edgekit.plugins import load, plugins
-
-ENTRY_POINT_GROUP = "edgekit.targets"
+from edgekit.plugins import Registry
 
 # name -> "module:Class". Order is the order of `--target all` and of tables.
 TARGETS: dict[str, str] = {
@@ -25,16 +23,12 @@ TARGETS: dict[str, str] = {
     "onnx": "edgekit.targets.onnx:ONNXTarget",
 }
 ALIASES: dict[str, str] = {"litert": "tflite", "pytorch-mobile": "executorch", "ptl": "torchscript-lite"}
-
-
-def _plugins() -> dict[str, str]:
-    """Targets other distributions register as entry points; a built-in name always wins."""
-    return plugins(ENTRY_POINT_GROUP, TARGETS)
+REGISTRY = Registry(TARGETS, "edgekit.targets", "target")
 
 
 def targets() -> dict[str, str]:
     """Every known target, built-in first, in the order of `--target all` and of tables."""
-    return {**TARGETS, **_plugins()}
+    return REGISTRY.refs()
 
 
 def canonical(name: str) -> str:
@@ -48,8 +42,7 @@ def canonical(name: str) -> str:
 
 
 def get_target_class(name: str):
-    key = canonical(name)
-    return load(TARGETS.get(key) or targets()[key], f"target {key!r}")
+    return REGISTRY.load(canonical(name))
 
 
 def get_target(name: str):
@@ -72,7 +65,7 @@ def target_for_artifact(path: str):
     classes = [get_target_class(n) for n in TARGETS]
     matches = [(len(cls.suffix_of(path)), cls) for cls in classes if cls.suffix_of(path)]
     if not matches:  # only then load plugins: a broken plugin never stands between a user and a .tflite
-        classes += [get_target_class(n) for n in _plugins()]
+        classes += [get_target_class(n) for n in REGISTRY.plugins()]
         matches = [(len(cls.suffix_of(path)), cls) for cls in classes if cls.suffix_of(path)]
     if not matches:
         known = ", ".join(s for cls in classes for s in cls.suffixes())

@@ -217,10 +217,10 @@ class Target(abc.ABC):
     io_types: ClassVar[tuple[str, ...]] = ("float",)
     #: what its artifacts need on a device (runner, board Python module, sample apps)
     on_device: ClassVar[OnDevice]
-    #: importable module names this target needs, and the extra that installs them
+    #: importable module names this target needs, and the pip extra that installs them (None: the
+    #: extra named after the target, as pyproject.toml names them; "": edgekit's own dependencies)
     requires: ClassVar[tuple[str, ...]] = ()
-    extra: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None
     #: its options as a typed object (targets/<name>/settings.py); none by default
     settings_class: ClassVar[type[TargetSettings]] = TargetSettings
     #: whether --dynamic axes are honoured; when not, the reason a user sees (checked before any work)
@@ -257,7 +257,8 @@ class Target(abc.ABC):
     def require(cls) -> None:
         missing = cls.missing()
         if missing:
-            raise MissingDependencyError(f"the {cls.name} target needs {', '.join(missing)}, which", cls.extra)
+            extra = cls.name if cls.extra is None else cls.extra
+            raise MissingDependencyError(f"the {cls.name} target needs {', '.join(missing)}, which", extra)
 
     @classmethod
     def read_settings(cls, options: "ConvertOptions", precision: str | None = None) -> Any:

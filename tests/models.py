@@ -95,6 +95,22 @@ def two_input_dict():
     return _init(TwoInputDict)
 
 
+class WideMLP(nn.Module):
+    """0.4M weights: enough that weight bytes, not graph structure or an embedded manifest, set the
+    file size. Not in FACTORIES: the targets' size checks use it (tests.models:wide_mlp)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def wide_mlp():
+    return _init(WideMLP)
+
+
 FACTORIES = {
     "small_cnn": "tests.models:small_cnn",
     "mlp": "tests.models:mlp",

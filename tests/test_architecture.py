@@ -68,7 +68,6 @@ class ToyTarget(Target):
     precisions = ("none",)
     requires = ("torch",)
     extra = "toy"
-    description = "a toy format for the architecture test"
     on_device = OnDevice("Toy", python_module="torch")
     settings_class = ToySettings
 
@@ -180,13 +179,63 @@ def test_every_builtin_target_declares_the_interface():
     from edgekit.registry import TARGETS, get_target_class
     from edgekit.targets.base import OnDevice, Target, TargetSettings
 
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
     for name in TARGETS:
         cls = get_target_class(name)
         assert issubclass(cls, Target) and issubclass(cls.settings_class, TargetSettings)
         assert isinstance(cls.on_device, OnDevice), name
         assert cls.suffix.startswith(".") and cls.default_precision in cls.precisions
         assert set(cls.on_device.apps) <= {"android", "ios"}
+        # the extra a missing module points to (named after the target unless declared) is a real one
+        assert (cls.name if cls.extra is None else cls.extra) in {"", *extras}, name
         cls()  # abstract methods all implemented
+
+
+def test_a_missing_module_points_to_the_extra_named_after_the_target():
+    from edgekit.errors import EXIT_MISSING_DEPENDENCY, MissingDependencyError
+    from edgekit.targets.base import Target
+
+    class Needy(Target):
+        name, suffix, precisions, requires = "needy", ".needy", ("none",), ("edgekit_no_such_module",)
+
+    class Core(Needy):
+        name, extra = "core", ""  # needs nothing beyond edgekit's own dependencies
+
+    with pytest.raises(MissingDependencyError) as err:
+        Needy.require()
+    assert err.value.exit_code == EXIT_MISSING_DEPENDENCY
+    assert str(err.value) == ("the needy target needs edgekit_no_such_module, which is not installed "
+                              "(pip install 'edgekit[needy]')")
+    with pytest.raises(MissingDependencyError, match=r"\(pip install edgekit\)$"):
+        Core.require()
+
+
+def test_each_typed_error_takes_its_exit_code_from_its_class_line():
+    from edgekit import errors
+
+    codes = {cls.__name__: cls.exit_code for cls in (
+        errors.UsageError, errors.ModelLoadError, errors.UnsafePickleError, errors.DataError, errors.ConversionError,
+        errors.MissingDependencyError, errors.OutputError, errors.DeviceError, errors.VerificationFailed)}
+    assert codes == {"UsageError": 2, "ModelLoadError": 3, "UnsafePickleError": 3, "DataError": 4,
+                     "ConversionError": 5, "MissingDependencyError": 6, "OutputError": 7, "DeviceError": 8,
+                     "VerificationFailed": 1}
+    assert errors.EdgekitError("x").exit_code == 70 and set(codes.values()) <= set(errors.EXIT_CODES)
+
+
+def test_each_direct_recipe_is_declared_once_with_what_it_calls():
+    """benchmarks/suite/direct.py: a recipe's docstring is the text RESULTS.md shows for it."""
+    from benchmarks.suite import direct
+
+    assert set(direct.RECIPES) == set(direct.CONVERT) and len(direct.CONVERT) == 14
+    assert direct.RECIPES[("tflite", "none")] == "litert_torch.convert(model, args).export(path)"
+    assert direct.RECIPES[("onnx", "int8")] == (
+        "torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) with its "
+        "defaults (QDQ, per-tensor, QInt8, MinMax)")
+    assert {target for target, _ in direct.CONVERT} == set(direct.SUFFIX)  # every target has its file suffix
 
 
 def test_a_target_missing_a_method_cannot_be_built():

@@ -17,31 +17,6 @@ import shutil
 import sys
 from typing import Callable, Sequence
 
-# (target, precision) -> what the recipe calls, shown in RESULTS.md
-RECIPES: dict[tuple[str, str], str] = {
-    ("tflite", "none"): "litert_torch.convert(model, args).export(path)",
-    ("tflite", "int8"): "litert-torch PT2E: PT2EQuantizer(get_symmetric_quantization_config(is_per_channel=True)), "
-                        "prepare_pt2e, calibrate, convert_pt2e(fold_quantize=False), litert_torch.convert(quant_config=...)",
-    ("tflite", "int8-dynamic"): "litert_torch.convert, then ai-edge-quantizer: Quantizer(float_model), "
-                                "load_quantization_recipe(recipe.dynamic_wi8_afp32()), quantize().export_model(path)",
-    ("tflite", "int8-weight-only"): "litert_torch.convert, then ai-edge-quantizer with recipe.weight_only_wi8_afp32()",
-    ("onnx", "none"): "torch.onnx.export(model, args, path) (dynamo exporter, torch's defaults)",
-    ("onnx", "int8"): "torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) "
-                      "with its defaults (QDQ, per-tensor, QInt8, MinMax)",
-    ("onnx", "int8-dynamic"): "torch.onnx.export, then onnxruntime quant_pre_process and quantize_dynamic(model, out) "
-                              "with its defaults (QInt8 weights, per-tensor)",
-    ("executorch", "none"): "to_edge_transform_and_lower(torch.export.export(model, args), partitioner=[XnnpackPartitioner()]).to_executorch()",
-    ("executorch", "int8"): "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True)), prepare_pt2e, calibrate, "
-                            "convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])",
-    ("executorch", "int8-dynamic"): "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)), "
-                                    "prepare_pt2e, one pass, convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])",
-    ("torchscript-lite", "none"): "torch.jit.trace, optimize_for_mobile (only where torch has XNNPACK; this one has not), "
-                                  "_save_for_lite_interpreter (plus an I/O description in _extra_files, for the shared runtime)",
-    ("torchscript-lite", "int8-dynamic"): "torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), "
-                                          "then the same as FP32",
-    ("coreml", "none"): "ct.convert(torch.export.export(model, args).run_decompositions({}), compute_precision=ct.precision.FLOAT32)",
-    ("coreml", "fp16"): "ct.convert(torch.export.export(model, args).run_decompositions({})) (its default: ML Program, float16)",
-}
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "executorch": ".pte", "torchscript-lite": ".ptl", "coreml": ".mlpackage"}
 # the libraries each recipe uses, imported before timing starts
 IMPORTS = {
@@ -52,6 +27,22 @@ IMPORTS = {
     "torchscript-lite": ("torch.utils.mobile_optimizer",),
     "coreml": ("coremltools", "coremltools.optimize.coreml"),
 }
+
+
+# (target, precision) -> the recipe, and what it calls as shown in RESULTS.md (its docstring)
+CONVERT: dict[tuple[str, str], Callable] = {}
+RECIPES: dict[tuple[str, str], str] = {}
+
+
+def recipe(target: str, precision: str):
+    """Register a recipe function under (target, precision); its docstring says what it calls."""
+
+    def register(fn: Callable) -> Callable:
+        CONVERT[(target, precision)] = fn
+        RECIPES[(target, precision)] = " ".join((fn.__doc__ or fn.__name__).split())  # -OO drops docstrings
+        return fn
+
+    return register
 
 
 def warm_imports(target: str) -> None:
@@ -68,13 +59,19 @@ def _tensors(sample):
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
 
 
+@recipe("tflite", "none")
 def tflite_none(model, args, calibration, path):
+    """litert_torch.convert(model, args).export(path)"""
     import litert_torch
 
     litert_torch.convert(model, args).export(path)
 
 
+@recipe("tflite", "int8")
 def tflite_int8(model, args, calibration, path):
+    """litert-torch PT2E: PT2EQuantizer(get_symmetric_quantization_config(is_per_channel=True)), prepare_pt2e,
+    calibrate, convert_pt2e(fold_quantize=False), litert_torch.convert(quant_config=...)
+    """
     import litert_torch
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -101,21 +98,33 @@ def _ai_edge_quantizer(model, args, path, recipe_name: str):
     os.remove(float_path)
 
 
+@recipe("tflite", "int8-dynamic")
 def tflite_int8_dynamic(model, args, calibration, path):
+    """litert_torch.convert, then ai-edge-quantizer: Quantizer(float_model),
+    load_quantization_recipe(recipe.dynamic_wi8_afp32()), quantize().export_model(path)
+    """
     _ai_edge_quantizer(model, args, path, "dynamic_wi8_afp32")
 
 
+@recipe("tflite", "int8-weight-only")
 def tflite_int8_weight_only(model, args, calibration, path):
+    """litert_torch.convert, then ai-edge-quantizer with recipe.weight_only_wi8_afp32()"""
     _ai_edge_quantizer(model, args, path, "weight_only_wi8_afp32")
 
 
+@recipe("onnx", "none")
 def onnx_none(model, args, calibration, path):
+    """torch.onnx.export(model, args, path) (dynamo exporter, torch's defaults)"""
     import torch
 
     torch.onnx.export(model, args, path)
 
 
+@recipe("onnx", "int8-dynamic")
 def onnx_int8_dynamic(model, args, calibration, path):
+    """torch.onnx.export, then onnxruntime quant_pre_process and quantize_dynamic(model, out) with its defaults
+    (QInt8 weights, per-tensor)
+    """
     from onnxruntime.quantization import quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -133,7 +142,11 @@ def _remove(*paths):
                 os.remove(leftover)
 
 
+@recipe("onnx", "int8")
 def onnx_int8(model, args, calibration, path):
+    """torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) with its
+    defaults (QDQ, per-tensor, QInt8, MinMax)
+    """
     import numpy as np
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
@@ -164,13 +177,21 @@ def _executorch(program, path):
         fh.write(et_program.buffer)
 
 
+@recipe("executorch", "none")
 def executorch_none(model, args, calibration, path):
+    """to_edge_transform_and_lower(torch.export.export(model, args),
+    partitioner=[XnnpackPartitioner()]).to_executorch()
+    """
     import torch
 
     _executorch(torch.export.export(model, args), path)
 
 
+@recipe("executorch", "int8")
 def executorch_int8(model, args, calibration, path):
+    """XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True)), prepare_pt2e, calibrate,
+    convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])
+    """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -184,7 +205,11 @@ def executorch_int8(model, args, calibration, path):
     _executorch(torch.export.export(convert_pt2e(prepared), args), path)
 
 
+@recipe("executorch", "int8-dynamic")
 def executorch_int8_dynamic(model, args, calibration, path):
+    """XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)), prepare_pt2e,
+    one pass, convert_pt2e, then to_edge_transform_and_lower(..., [XnnpackPartitioner()])
+    """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -217,11 +242,17 @@ def _lite(module, args, path):
     final._save_for_lite_interpreter(path, _extra_files={"edgekit.json": json.dumps(io)})
 
 
+@recipe("torchscript-lite", "none")
 def ptl_none(model, args, calibration, path):
+    """torch.jit.trace, optimize_for_mobile (only where torch has XNNPACK; this one has not),
+    _save_for_lite_interpreter (plus an I/O description in _extra_files, for the shared runtime)
+    """
     _lite(model, args, path)
 
 
+@recipe("torchscript-lite", "int8-dynamic")
 def ptl_int8_dynamic(model, args, calibration, path):
+    """torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), then the same as FP32"""
     import torch
 
     _lite(torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), args, path)
@@ -235,32 +266,22 @@ def _coreml(model, args, **kwargs):
     return ct.convert(torch.export.export(model, args).run_decompositions({}), **kwargs)
 
 
+@recipe("coreml", "none")
 def coreml_none(model, args, calibration, path):
+    """ct.convert(torch.export.export(model, args).run_decompositions({}),
+    compute_precision=ct.precision.FLOAT32)
+    """
     import coremltools as ct
 
     _coreml(model, args, compute_precision=ct.precision.FLOAT32).save(path)
 
 
+@recipe("coreml", "fp16")
 def coreml_fp16(model, args, calibration, path):
+    """ct.convert(torch.export.export(model, args).run_decompositions({})) (its default: ML Program, float16)"""
     _coreml(model, args).save(path)
 
 
-CONVERT: dict[tuple[str, str], Callable] = {
-    ("tflite", "none"): tflite_none,
-    ("tflite", "int8"): tflite_int8,
-    ("tflite", "int8-dynamic"): tflite_int8_dynamic,
-    ("tflite", "int8-weight-only"): tflite_int8_weight_only,
-    ("onnx", "none"): onnx_none,
-    ("onnx", "int8"): onnx_int8,
-    ("onnx", "int8-dynamic"): onnx_int8_dynamic,
-    ("executorch", "none"): executorch_none,
-    ("executorch", "int8"): executorch_int8,
-    ("executorch", "int8-dynamic"): executorch_int8_dynamic,
-    ("torchscript-lite", "none"): ptl_none,
-    ("torchscript-lite", "int8-dynamic"): ptl_int8_dynamic,
-    ("coreml", "none"): coreml_none,
-    ("coreml", "fp16"): coreml_fp16,
-}
 
 
 def convert(target: str, precision: str, model, args: tuple, calibration: Sequence[tuple], path: str) -> str:

@@ -39,71 +39,28 @@ MEMORY_DEFINITIONS: dict[str, tuple[str, str]] = {
 RUNNER_MEMORY = {"python": "model-share", "android-app": "load-delta", "ios-app": "load-delta",
                  "benchmark_model": "process-peak", "executor_runner": "planned-arena"}
 
-# section -> {key: (required?, allowed JSON types)}. Optional keys are filled with None.
+# section -> {key: JSON type}; a key marked "?" is optional and filled with None. float means any number.
+_DECLARED: dict[str, dict[str, type]] = {
+    "artifact": {"path": str, "name": str, "target": str, "precision?": str, "size_bytes": int, "sha256?": str},
+    "device": {"id": str, "kind": str, "model?": str, "os?": str, "cpu?": str, "cores?": int},
+    "runtime": {"name": str, "version?": str, "delegate?": str},
+    "settings": {"threads": int, "warmup": int, "runs": int, "min_time_s?": float, "inputs": str, "runner": str},
+    # std..max are null only where a native runner does not report them (benchmark_model prints no
+    # p90/p99; executor_runner only a total); edgekit's own measuring and the sample apps fill them all
+    "timings_ms": {"load?": float, "first?": float, "mean": float, "std?": float, "min?": float, "p50?": float,
+                   "p90?": float, "p99?": float, "max?": float, "count": int},
+    # definition: a MEMORY_DEFINITIONS id
+    "memory": {"peak_rss_bytes?": int, "baseline_rss_bytes?": int, "model_rss_bytes?": int, "arena_bytes?": int,
+               "definition?": str},
+    "compute": {"flops?": int, "gflops_per_s?": float, "peak_gflops?": float, "peak_share?": float},
+    "environment": {"edgekit": str, "python?": str, "hostname?": str, "timestamp": str},
+}
 _NUM = (int, float)
+# section -> {key: (required?, allowed Python types)}, as parse_result checks them
 _SECTIONS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
-    "artifact": {
-        "path": (True, (str,)),
-        "name": (True, (str,)),
-        "target": (True, (str,)),
-        "precision": (False, (str,)),
-        "size_bytes": (True, (int,)),
-        "sha256": (False, (str,)),
-    },
-    "device": {
-        "id": (True, (str,)),
-        "kind": (True, (str,)),
-        "model": (False, (str,)),
-        "os": (False, (str,)),
-        "cpu": (False, (str,)),
-        "cores": (False, (int,)),
-    },
-    "runtime": {
-        "name": (True, (str,)),
-        "version": (False, (str,)),
-        "delegate": (False, (str,)),
-    },
-    "settings": {
-        "threads": (True, (int,)),
-        "warmup": (True, (int,)),
-        "runs": (True, (int,)),
-        "min_time_s": (False, _NUM),
-        "inputs": (True, (str,)),
-        "runner": (True, (str,)),
-    },
-    "timings_ms": {
-        "load": (False, _NUM),
-        "first": (False, _NUM),
-        "mean": (True, _NUM),
-        # null only where a native runner does not report it (benchmark_model prints no p90/p99;
-        # executor_runner only a total); edgekit's own measuring and the sample apps fill them all
-        "std": (False, _NUM),
-        "min": (False, _NUM),
-        "p50": (False, _NUM),
-        "p90": (False, _NUM),
-        "p99": (False, _NUM),
-        "max": (False, _NUM),
-        "count": (True, (int,)),
-    },
-    "memory": {
-        "peak_rss_bytes": (False, (int,)),
-        "baseline_rss_bytes": (False, (int,)),
-        "model_rss_bytes": (False, (int,)),
-        "arena_bytes": (False, (int,)),
-        "definition": (False, (str,)),  # a MEMORY_DEFINITIONS id
-    },
-    "compute": {
-        "flops": (False, (int,)),
-        "gflops_per_s": (False, _NUM),
-        "peak_gflops": (False, _NUM),
-        "peak_share": (False, _NUM),
-    },
-    "environment": {
-        "edgekit": (True, (str,)),
-        "python": (False, (str,)),
-        "hostname": (False, (str,)),
-        "timestamp": (True, (str,)),
-    },
+    section: {key.rstrip("?"): (not key.endswith("?"), _NUM if kind is float else (kind,))
+              for key, kind in keys.items()}
+    for section, keys in _DECLARED.items()
 }
 # Sections whose keys vary with the device and runner (edgekit/bench/machine.py device_state, the
 # apps' own state, runner.combine_rounds): objects or null, their keys documented in docs/bench.md.

@@ -27,11 +27,7 @@ class CoreAITarget(Target):
     on_device = OnDevice("Core AI")
     settings_class = CoreAISettings  # no options yet: any key given for it is refused
     precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
-    default_precision = "none"
     requires = ("coreai_torch", "coreai", "coreai_opt")
-    extra = "coreai"
-    description = "Core AI .aimodel (iOS / macOS 27; Apple's successor of Core ML)"
-    supports_dynamic = False
     dynamic_unsupported_reason = "edgekit converts Core AI programs at the --input shapes only"
 
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:

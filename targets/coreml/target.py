@@ -36,8 +36,6 @@ class CoreMLTarget(Target):
     precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
     default_precision = "fp16"  # Core ML's own recommendation: the Neural Engine computes in fp16
     requires = ("coremltools",)
-    extra = "coreml"
-    description = "Core ML .mlpackage / .mlmodel (iOS, iPadOS, macOS; Neural Engine, GPU, CPU)"
     supports_dynamic = True
 
     @classmethod
@@ -102,22 +100,7 @@ class CoreMLTarget(Target):
         warnings: list[str] = []
         module = model.module
         if precision == "int8":
-            module, facts = quantize.calibrated_int8(model.module, model.example_inputs, calibration or [], settings.prune)
-            facts["pytorch_simulation_cosine"] = quantize.simulated_cosine(model.module, module, (calibration or [])[:16])
-            details["int8_calibration"] = facts
-            floor = options.tolerance_for(precision).cosine
-            simulated = facts["pytorch_simulation_cosine"]
-            if simulated is not None and simulated < floor:
-                warnings.append(
-                    f"coreml int8: simulated in PyTorch, W8A8 reaches cosine {simulated:.4f} against the float model "
-                    f"on the calibration samples (int8 tolerance {floor}); per-tensor activation ranges lose too much "
-                    "here: consider int8-weight-only or palettize8"
-                )
-            if facts["float_containers"]:
-                warnings.append(
-                    f"coreml int8: layers inside {', '.join(facts['float_containers'])} stay float "
-                    "(coremltools.optimize.torch cannot trace into those torch.nn containers)"
-                )
+            module = _calibrated_int8(model, settings, options, calibration, details, warnings)
         source, probabilities = steps.make_source(model, module, settings, image, classifier)
         inputs = steps.convert_inputs(ct, model, settings, image)
         mlmodel = steps.run_converter(ct, source, model, settings, precision, inputs, options.labels, probabilities)
@@ -254,6 +237,30 @@ class CoreMLTarget(Target):
             "size_bytes": file_digest(path)[0],
             "runtime": CoreMLRuntime().version(),
         }
+
+
+def _calibrated_int8(model, settings, options, calibration, details: dict, warnings: list):
+    """Calibrate and quantize in PyTorch (W8A8); record the facts and warn where the simulation
+    already loses more than the int8 tolerance. Returns the quantized module to convert."""
+    from edgekit.targets.coreml import quantize
+
+    module, facts = quantize.calibrated_int8(model.module, model.example_inputs, calibration or [], settings.prune)
+    facts["pytorch_simulation_cosine"] = quantize.simulated_cosine(model.module, module, (calibration or [])[:16])
+    details["int8_calibration"] = facts
+    floor = options.tolerance_for("int8").cosine
+    simulated = facts["pytorch_simulation_cosine"]
+    if simulated is not None and simulated < floor:
+        warnings.append(
+            f"coreml int8: simulated in PyTorch, W8A8 reaches cosine {simulated:.4f} against the float model "
+            f"on the calibration samples (int8 tolerance {floor}); per-tensor activation ranges lose too much "
+            "here: consider int8-weight-only or palettize8"
+        )
+    if facts["float_containers"]:
+        warnings.append(
+            f"coreml int8: layers inside {', '.join(facts['float_containers'])} stay float "
+            "(coremltools.optimize.torch cannot trace into those torch.nn containers)"
+        )
+    return module
 
 
 def _verification(path: str, spec) -> dict[str, Any]:

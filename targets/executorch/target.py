@@ -26,7 +26,7 @@ class ExecuTorchTarget(Target):
     suffix = ".pte"
     extra_suffixes = (bundle_mod.SUFFIX,)  # `edgekit inspect model.bpte` works too
     settings_class = ExecuTorchSettings
-    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
+    shared_int8 = True
     on_device = OnDevice(
         "ExecuTorch",
         runner="executor_runner",
@@ -36,11 +36,8 @@ class ExecuTorchTarget(Target):
         apps=MappingProxyType({"android": "executorch", "ios": "executorch"}),
     )
     precisions = ("none", "fp16", "int8", "int8-dynamic", "int8-int4")
-    default_precision = "none"
     supports_dynamic = True  # torch.export Dims; memory is planned for each axis's upper bound
     requires = ("executorch", "torchao")
-    extra = "executorch"
-    description = "ExecuTorch .pte (PyTorch on Android / iOS / embedded; XNNPACK, Core ML, Vulkan delegates)"
 
     @classmethod
     def add_arguments(cls, parser) -> None:

@@ -22,12 +22,9 @@ class ONNXTarget(Target):
     name = "onnx"
     suffix = ".onnx"
     precisions = ("none",) + recipes.RECIPES
-    default_precision = "none"
     requires = ("onnx", "onnxruntime", "onnxscript")
-    extra = "onnx"
-    description = "ONNX (onnxruntime on Android, iOS, Linux boards, Windows; many NPU vendors' toolchains)"
     supports_dynamic = True
-    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
+    shared_int8 = True
     on_device = OnDevice("ONNX", python_module="onnxruntime")
     settings_class = ONNXSettings
 

@@ -24,13 +24,10 @@ class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
     precisions = ("none",) + recipes.PRECISIONS
-    default_precision = "none"
     requires = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
-    extra = "tflite"
-    description = "TFLite / LiteRT flatbuffer (Android, Linux boards, microcontrollers)"
     io_types = ("float", "int8")
     settings_class = TFLiteSettings
-    shared_int8 = True  # --quantize int8 lowers edgekit.quantize.shared's program
+    shared_int8 = True
     on_device = OnDevice(
         "TFLite / LiteRT",
         runner="benchmark_model",
@@ -40,7 +37,6 @@ class TFLiteTarget(Target):
         python_module="ai_edge_litert",
         apps=MappingProxyType({"android": "litert"}),
     )
-    supports_dynamic = False
     # measured: a dynamic batch fails to lower even for a 3-layer MLP (AssertionError on a -2^63 dim)
     dynamic_unsupported_reason = "litert-torch 0.10 cannot lower dynamic dimensions"
 

@@ -39,11 +39,8 @@ class TorchScriptLiteTarget(Target):
     suffix = ".ptl"
     settings_class = TorchScriptLiteSettings
     precisions = ("none",) + recipes.RECIPES
-    default_precision = "none"
     requires = ("torch",)
-    extra = ""
-    description = "TorchScript Lite .ptl for the legacy PyTorch Mobile lite interpreter (prefer executorch)"
-    supports_dynamic = False
+    extra = ""  # torch is one of edgekit's own dependencies
     dynamic_unsupported_reason = "a TorchScript Lite program is captured and verified at the --input shapes only; use --target onnx or executorch for dynamic shapes"
     # the lite interpreter ships in the legacy PyTorch Mobile AARs/pods only; no sample app or runner of ours loads it
     on_device = OnDevice("TorchScript Lite", python_module="torch")

@@ -1,9 +1,5 @@
-"""Session fixtures: real artifacts with real manifests, made once, and copies of the sample apps.
-
-TFLite artifacts come from a real `edgekit convert` (the pipeline). For .pte and .mlpackage the
-registered edgekit target is used when there is one; otherwise the artifact is made with the real
-converter (executorch / coremltools) and its manifest is written in edgekit's schema by
-`_constructed_manifest` below, marked as such in its "command" field.
+"""Session fixtures: real artifacts with real manifests, made once by a real `edgekit convert` (the
+pipeline), and copies of the sample apps.
 """
 from __future__ import annotations
 
@@ -58,93 +54,25 @@ def stateful_tflite(tmp_path_factory):
     return art.path
 
 
-def _constructed_manifest(artifact: Path, target: str, fmt: str, inputs, outputs, reference: dict) -> dict:
-    """A manifest in edgekit's schema for an artifact made here with the real converter."""
-    from edgekit import manifest as manifest_mod
+def _small_cnn(target: str, out: Path, model_files) -> str:
+    """small_cnn through `edgekit convert` for ``target``, with the image facts the apps read."""
+    from edgekit.pipeline import convert
 
-    size, sha = manifest_mod.file_digest(artifact)
-    doc = dict(reference)
-    doc.update(
-        target=target, format=fmt, precision="none", io="float", inputs=inputs, outputs=outputs,
-        size_bytes=size, sha256=sha, status="unverified", target_details={},
-        parity={"status": "unverified", "cosine": None, "top1": None, "samples": 0, "real_inputs": False,
-                "outputs": [], "reasons": ["constructed by tests/package/conftest.py"]},
-        command=f"constructed by tests/package/conftest.py: no {target!r} target in edgekit.registry",
-    )
-    manifest_mod.validate(doc)
-    manifest_mod.manifest_path(artifact).write_text(manifest_mod.dumps(doc), encoding="utf-8")
-    return doc
+    (art,) = convert(model_files["small_cnn"], target=target, arch="tests.models:small_cnn", inputs=["x:1x3x32x32"],
+                     output_dir=str(out), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), labels=tuple(LABELS))
+    return art.path
 
 
 @pytest.fixture(scope="session")
-def pte_artifact(tmp_path_factory, model_files, tflite_artifacts):
+def pte_artifact(tmp_path_factory, model_files):
     """small_cnn as an ExecuTorch .pte (XNNPACK-lowered), with its manifest."""
-    from edgekit import manifest as manifest_mod
-    from edgekit.registry import TARGETS
-
-    out = tmp_path_factory.mktemp("pte")
-    if "executorch" in TARGETS:
-        from edgekit.pipeline import convert
-
-        (art,) = convert(model_files["small_cnn"], target="executorch", arch="tests.models:small_cnn",
-                         inputs=["x:1x3x32x32"], output_dir=str(out), mean=(0.485, 0.456, 0.406),
-                         std=(0.229, 0.224, 0.225), labels=tuple(LABELS))
-        return art.path
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    from tests import models
-
-    program = torch.export.export(models.small_cnn(), (torch.randn(1, 3, 32, 32),))
-    pte = out / "small_cnn.pte"
-    pte.write_bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
-    reference = manifest_mod.read(tflite_artifacts["cnn_int8"])
-    _constructed_manifest(
-        pte, "executorch", "pte",
-        [{"name": "x", "shape": [1, 3, 32, 32], "dtype": "float32", "model_input": "x"}],
-        [{"name": "output_0", "shape": [1, 10], "dtype": "float32", "model_output": "output_0"}],
-        reference,
-    )
-    return str(pte)
+    return _small_cnn("executorch", tmp_path_factory.mktemp("pte"), model_files)
 
 
 @pytest.fixture(scope="session")
-def mlpackage_artifact(tmp_path_factory, model_files, tflite_artifacts):
-    """small_cnn as a Core ML .mlpackage (ML program, float32 I/O), with its manifest."""
-    from edgekit import manifest as manifest_mod
-    from edgekit.registry import TARGETS
-
-    out = tmp_path_factory.mktemp("coreml")
-    if "coreml" in TARGETS:
-        from edgekit.pipeline import convert
-
-        (art,) = convert(model_files["small_cnn"], target="coreml", arch="tests.models:small_cnn",
-                         inputs=["x:1x3x32x32"], output_dir=str(out), mean=(0.485, 0.456, 0.406),
-                         std=(0.229, 0.224, 0.225), labels=tuple(LABELS))
-        return art.path
-    import coremltools as ct
-    import numpy as np
-    import torch
-
-    from tests import models
-
-    program = torch.export.export(models.small_cnn(), (torch.randn(1, 3, 32, 32),)).run_decompositions({})
-    mlmodel = ct.convert(
-        program, inputs=[ct.TensorType(name="x", shape=(1, 3, 32, 32), dtype=np.float32)],
-        outputs=[ct.TensorType(name="logits", dtype=np.float32)], convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS16,
-    )
-    package = out / "small_cnn.mlpackage"
-    mlmodel.save(str(package))
-    reference = manifest_mod.read(tflite_artifacts["cnn_int8"])
-    _constructed_manifest(
-        package, "coreml", "mlpackage",
-        [{"name": "x", "shape": [1, 3, 32, 32], "dtype": "float32", "model_input": "x"}],
-        [{"name": "logits", "shape": [1, 10], "dtype": "float32", "model_output": "output_0"}],
-        reference,
-    )
-    return str(package)
+def mlpackage_artifact(tmp_path_factory, model_files):
+    """small_cnn as a Core ML .mlpackage, with its manifest."""
+    return _small_cnn("coreml", tmp_path_factory.mktemp("coreml"), model_files)
 
 
 @pytest.fixture

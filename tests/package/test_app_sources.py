@@ -27,7 +27,8 @@ SWIFT = IOS / "EdgekitDemo"
 
 _KOTLIN_READERS = re.compile(
     r"\b(?:getString|getInt|getLong|getDouble|getBoolean|getJSONArray|getJSONObject|optString|optInt|optLong|"
-    r"optDouble|optBoolean|optJSONArray|optJSONObject|isNull|has|stringOrNull|intOrNull|longOrNull)\(\"([^\"]+)\"\)"
+    r"optDouble|optBoolean|optJSONArray|optJSONObject|isNull|has|stringOrNull|intOrNull|longOrNull|objects|"
+    r"objectOrNull)\(\"([^\"]+)\"\)"
 )
 
 
@@ -36,19 +37,20 @@ def kotlin_model_info_keys() -> set[str]:
 
 
 def swift_model_info_keys() -> set[str]:
-    """Raw JSON keys of every CodingKeys enum in ModelInfo.swift, plus JSONSerialization subscripts."""
+    """JSON keys ModelInfo.swift decodes: each Decodable struct's CodingKeys cases, or else its stored
+    `let` properties, in snake_case (ModelCatalog.parse decodes with .convertFromSnakeCase); plus
+    JSONSerialization subscripts."""
     source = (SWIFT / "ModelInfo.swift").read_text()
+    snake = lambda name: re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()  # noqa: E731
     keys = set()
-    for block in re.findall(r"enum CodingKeys: String, CodingKey \{(.*?)\}", source, re.S):
-        for line in block.splitlines():
-            line = line.strip()
-            if not line.startswith("case "):
-                continue
-            body = line[len("case "):]
-            if "=" in body:
-                keys.add(re.search(r"=\s*\"([^\"]+)\"", body).group(1))
-            else:
-                keys.update(k.strip() for k in body.split(","))
+    for body in re.findall(r"\nstruct \w+: Decodable[^{]*\{(.*?)\n\}", source, re.S):
+        coding = re.search(r"enum CodingKeys: String, CodingKey \{(.*?)\}", body, re.S)
+        if coding:
+            names = [n.strip() for line in coding.group(1).splitlines() if line.strip().startswith("case ")
+                     for n in line.strip()[len("case "):].split(",")]
+        else:
+            names = re.findall(r"^    let (\w+):", body, re.M)
+        keys.update(snake(n) for n in names)
     keys.update(re.findall(r"\[\"([a-z_]+)\"\]", source))
     return keys
 
@@ -216,3 +218,18 @@ def test_apps_read_labels_and_top_k_from_the_model_info():
     swift = (SWIFT / "ContentView.swift").read_text()
     assert "Postprocess.topK(values, entry.topK, entry.labels)" in kotlin
     assert "Postprocess.topK(values, k: entry.topK, labels: entry.labels)" in swift
+
+
+def test_apps_feed_a_stateful_models_outputs_back_at_the_next_step():
+    """models.json "state": the demo screens run every step through feedState (Tensors.kt / Tensors.swift),
+    which puts output `link.output` of the last step into input `link.input`, zero at the first step."""
+    kotlin_run = (KOTLIN / "MainActivity.kt").read_text()
+    swift_run = (SWIFT / "ContentView.swift").read_text()
+    assert "r.run(feedState(fresh, stateOutputs, entry.state))" in kotlin_run
+    assert "runner.run(inputs: try feedState(fresh, previous: stateOutputs, links: entry.state))" in swift_run
+    kotlin = (KOTLIN / "Tensors.kt").read_text()
+    swift = (SWIFT / "Tensors.swift").read_text()
+    assert "previous?.get(link.output)?.toReal() ?: FloatArray(info.elementCount)" in kotlin
+    assert "fed[link.input] = TensorData.fromReal(info, values)" in kotlin
+    assert "previous.map { $0[link.output].toReal() } ?? [Float](repeating: 0, count: info.elementCount)" in swift
+    assert "fed[link.input] = try .fromReal(info, values)" in swift

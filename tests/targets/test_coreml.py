@@ -35,22 +35,6 @@ ON_LINUX = platform.system() != "Darwin"
 LABELS = tuple(f"class_{i}" for i in range(10))
 
 
-class WideMLP(nn.Module):
-    """400k weights: enough that weight bytes, not graph structure, decide the package size."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def wide_mlp():
-    torch.manual_seed(0)
-    return WideMLP().eval()
-
-
 class ErfinvActivation(nn.Module):
     def forward(self, x):
         return torch.erfinv(torch.tanh(x) * 0.5)  # aten.erfinv: torch.export takes it, Core ML has no op for it
@@ -117,7 +101,7 @@ def wide_sizes(tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml-wide")
     sizes = {}
     for precision in ("none", "int8-weight-only", "palettize4"):
-        art = _convert(out, "wide", precision, factory="tests.targets.test_coreml:wide_mlp", inputs=["x:1x256"])
+        art = _convert(out, "wide", precision, factory="tests.models:wide_mlp", inputs=["x:1x256"])
         sizes[precision] = (_details(art)["weights"]["weights_bytes"], art.size_bytes, _details(art)["weights"])
     return sizes
 

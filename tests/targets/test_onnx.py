@@ -16,6 +16,7 @@ from edgekit.options import PRECISIONS
 from edgekit.targets.onnx import ONNXTarget
 from edgekit.targets.onnx.runtime import ONNXRuntime
 from tests import models
+from tests.targets.digits_int8 import assert_int8_keeps_digits_accuracy
 
 pytestmark = pytest.mark.slow
 
@@ -109,27 +110,9 @@ def test_dict_outputs_keep_their_names(onnx_convert):
     assert [s.shape for s in runtime.outputs()] == [(1, 5), (1, 4)]
 
 
-class WideMLP(torch.nn.Module):
-    """Enough weights (0.4M) that they, not the graph, make up the file, as in real models."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10)
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def wide_mlp():
-    torch.manual_seed(0)
-    return WideMLP().eval()
-
-
 def test_sizes_shrink_as_documented(tmp_path):
     arts = {
-        p: edgekit.convert(model_factory="tests.targets.test_onnx:wide_mlp", target="onnx", quantize=p, inputs=["x:1x256"],
+        p: edgekit.convert(model_factory="tests.models:wide_mlp", target="onnx", quantize=p, inputs=["x:1x256"],
                            calibration="random", output_dir=str(tmp_path), tolerance="top1=0")[0]
         for p in TESTED_PRECISIONS
     }
@@ -223,22 +206,7 @@ def test_tied_embedding_quantizes_and_runs(tmp_path, precision):
 
 def test_real_int8_keeps_accuracy_on_digits(digits, tmp_path):
     """A trained classifier on real held-out images: top-1 agreement and test accuracy."""
-    from edgekit.demo import artifact_accuracy
-
-    data = digits["data"]
-    arts = {
-        p: edgekit.convert(digits["model"], target="onnx", quantize=p, arch="edgekit.demo:digits_cnn",
-                           inputs=["x:1x1x8x8"], calibration=digits["calibration"], eval_data=digits["eval"],
-                           eval_samples=len(data.x_test), output_dir=str(tmp_path))[0]
-        for p in ("none", "int8")
-    }
-    assert arts["int8"].status == "passed"
-    assert arts["int8"].parity["top1"] >= 0.98 and arts["int8"].parity["samples"] == len(data.x_test)
-    target = ONNXTarget()
-    fp32_acc = artifact_accuracy(target, arts["none"].path, data)
-    int8_acc = artifact_accuracy(target, arts["int8"].path, data)
-    assert fp32_acc >= 0.95
-    assert fp32_acc - int8_acc <= 0.01
+    assert_int8_keeps_digits_accuracy(digits, ONNXTarget(), tmp_path)
 
 
 @pytest.mark.parametrize("name,dynamic", [

@@ -16,6 +16,7 @@ from edgekit.errors import EXIT_CONVERSION, EXIT_MISSING_DEPENDENCY, EXIT_OUTPUT
 from edgekit.options import PRECISIONS
 from edgekit.targets.tflite import TFLiteTarget
 from tests import models
+from tests.targets.digits_int8 import assert_int8_keeps_digits_accuracy
 
 pytestmark = pytest.mark.slow
 
@@ -52,36 +53,19 @@ def test_every_model_every_precision_verifies(model_files, calibration_files, tm
     assert doc["flops"] > 0
 
 
-class WideMLP(torch.nn.Module):
-    """0.4M weights: enough that weights, not graph structure and the embedded manifest, set the size."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
-                                       torch.nn.ReLU(), torch.nn.Linear(512, 10))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def wide_mlp():
-    torch.manual_seed(0)
-    return WideMLP().eval()
-
-
 def test_sizes_shrink_as_documented(tmp_path):
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(0).standard_normal((60, 256)).astype(np.float32))
     sizes = {}
     for p in ("none", "fp16", "int8", "int8-dynamic", "int4-weight-only"):
-        art = edgekit.convert(None, model_factory="tests.targets.test_tflite:wide_mlp", inputs=["x:1x256"], quantize=p,
+        art = edgekit.convert(None, model_factory="tests.models:wide_mlp", inputs=["x:1x256"], quantize=p,
                               calibration=str(calib), tolerance="top1=0", output_dir=str(tmp_path))[0]
         # the published file (manifest embedded after verification) must load and match the eager model:
         # ai-edge-quantizer stores large weights after the flatbuffer, which a careless rewrite drops
         runtime = TFLiteTarget().runtime().load(art.path)
         x = np.load(calib)[:1]
         out = runtime.run([x])[0]
-        expected = wide_mlp()(torch.from_numpy(x)).detach().numpy()
+        expected = models.wide_mlp()(torch.from_numpy(x)).detach().numpy()
         assert np.dot(out.ravel(), expected.ravel()) / (np.linalg.norm(out) * np.linalg.norm(expected)) > 0.99
         sizes[p] = art.size_bytes
     assert sizes["int8"] <= 0.35 * sizes["none"]
@@ -92,22 +76,7 @@ def test_sizes_shrink_as_documented(tmp_path):
 
 def test_real_int8_keeps_accuracy_on_digits(digits, tmp_path):
     """A real trained classifier on real held-out images: top-1 agreement and test accuracy."""
-    from edgekit.demo import artifact_accuracy
-
-    data = digits["data"]
-    arts = {
-        p: edgekit.convert(digits["model"], target="tflite", quantize=p, arch="edgekit.demo:digits_cnn",
-                           inputs=["x:1x1x8x8"], calibration=digits["calibration"], eval_data=digits["eval"],
-                           eval_samples=len(data.x_test), output_dir=str(tmp_path))[0]
-        for p in ("none", "int8")
-    }
-    assert arts["int8"].status == "passed"
-    assert arts["int8"].parity["top1"] >= 0.98 and arts["int8"].parity["samples"] == len(data.x_test)
-    target = TFLiteTarget()
-    fp32_acc = artifact_accuracy(target, arts["none"].path, data)
-    int8_acc = artifact_accuracy(target, arts["int8"].path, data)
-    assert fp32_acc >= 0.95
-    assert fp32_acc - int8_acc <= 0.01
+    arts = assert_int8_keeps_digits_accuracy(digits, TFLiteTarget(), tmp_path)
     assert arts["int8"].size_bytes <= 0.35 * arts["none"].size_bytes
 
 

@@ -3,26 +3,24 @@ from __future__ import annotations
 
 from edgekit.bench.devices.base import Device, DeviceFault
 from edgekit.errors import UsageError
-from edgekit.plugins import load, plugins
+from edgekit.plugins import Registry
 
 __all__ = ["Device", "DeviceFault", "parse_device", "list_devices", "device_kinds", "device_forms", "DEVICE_KINDS"]
 
-ENTRY_POINT_GROUP = "edgekit.devices"
-
 # kind -> "module:Class". A new device kind is one module with a Device subclass (its prefixes, form
-# and capabilities declared) and one line here, or an entry point in the group above.
+# and capabilities declared) and one line here, or an entry point in the "edgekit.devices" group.
 DEVICE_KINDS: dict[str, str] = {
     "host": "edgekit.bench.devices.host:HostDevice",
     "ssh": "edgekit.bench.devices.ssh:SSHDevice",
     "adb": "edgekit.bench.devices.adb:AdbDevice",
     "ios": "edgekit.bench.devices.ios:IOSDevice",
 }
+REGISTRY = Registry(DEVICE_KINDS, "edgekit.devices", "device kind")
 
 
 def device_kinds() -> dict[str, type]:
     """kind -> Device class, built-in first (imports each device module: they import no ML library)."""
-    refs = {**DEVICE_KINDS, **plugins(ENTRY_POINT_GROUP, DEVICE_KINDS)}
-    return {kind: load(ref, f"device kind {kind!r}") for kind, ref in refs.items()}
+    return {kind: REGISTRY.load(kind) for kind in REGISTRY.refs()}
 
 
 def device_forms() -> str:

@@ -9,6 +9,9 @@ import java.io.File
 //   tokens VOCAB MAX_LEN TEXT        WordPiece ids of TEXT
 //   record MODELS_JSON FILE          the benchmark record BenchmarkReport writes for FILE, from the
 //                                    timing samples given on stdin (one number of ms per line)
+//   text MODELS_JSON FILE VOCAB TEXT the inputs the text demo gives FILE for TEXT (first 8 values each)
+//   state MODELS_JSON FILE           the first three values of each input the demo feeds FILE at
+//                                    step 0 and step 1, given outputs 0.00, 0.01, ... at step 0
 fun main(args: Array<String>) {
     when (args.getOrNull(0)) {
         "info" -> {
@@ -46,7 +49,27 @@ fun main(args: Array<String>) {
             )
             println(record.toString(2))
         }
-        else -> error("usage: info | image | tokens | record (see HostCheck.kt)")
+        "text" -> {
+            val entry = ModelInfoParser.parse(File(args[1]).readText()).find(args[2]) ?: error("no ${args[2]}")
+            val info = entry.text ?: error("${args[2]} has no text block")
+            val encoding = WordPieceTokenizer(File(args[3]).readLines(), info.lowercase, info.specialTokens)
+                .encode(args.drop(4).joinToString(" "), info.maxLength)
+            for (t in textInputs(entry, encoding)) {
+                println("${t.info.name} ${t.info.role} " + t.toReal().take(8).joinToString(" ") { it.toLong().toString() })
+            }
+        }
+        "state" -> {
+            val entry = ModelInfoParser.parse(File(args[1]).readText()).find(args[2]) ?: error("no ${args[2]}")
+            val fresh = randomInputs(entry)
+            val outputs = entry.outputs.map { info -> TensorData.fromReal(info, FloatArray(info.elementCount) { it * 0.01f }) }
+            for ((step, previous) in listOf(null, outputs).withIndex()) {
+                val fed = feedState(fresh, previous, entry.state)
+                println("step $step " + fed.joinToString(" ") { t ->
+                    t.info.name + "=" + t.toReal().take(3).joinToString(",") { "%.2f".format(it) }
+                })
+            }
+        }
+        else -> error("usage: info | image | tokens | record | text | state (see HostCheck.kt)")
     }
 }
 

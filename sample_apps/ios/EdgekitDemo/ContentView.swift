@@ -16,6 +16,8 @@ struct ContentView: View {
     @State private var textB = ""
     @State private var output = ""
     @State private var busy = false
+    @State private var stateOutputs: [TensorData]?  // a stateful model's last outputs, fed back at the next Run
+    @State private var stateStep = 0
 
     private var samples: [String] {
         let urls = Bundle.main.urls(forResourcesWithExtension: nil, subdirectory: "Samples") ?? []
@@ -66,6 +68,10 @@ struct ContentView: View {
             .navigationTitle("edgekit demo")
         }
         .onAppear(perform: load)
+        .onChange(of: selected) { _ in
+            stateOutputs = nil
+            stateStep = 0
+        }
         .onChange(of: sample) { name in
             if let url = Bundle.main.url(forResource: name, withExtension: nil, subdirectory: "Samples") {
                 image = UIImage(contentsOfFile: url.path)
@@ -125,14 +131,19 @@ struct ContentView: View {
         do {
             guard let url = ModelCatalog.fileURL(entry.file) else { throw AppError("\(entry.file) is not in the app bundle") }
             let runner = try await Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1)
-            let (first, mask) = try inputs(entry, text: textA)
-            let outputs = try runner.run(inputs: first)
+            let (fresh, mask) = try inputs(entry, text: textA)
+            let outputs = try runner.run(inputs: try feedState(fresh, previous: stateOutputs, links: entry.state))
             if entry.task == "text-embedding", entry.text?.tokenizer != nil,
                let index = outputs.firstIndex(where: { $0.info.role == "embedding" }) {
                 let (second, maskB) = try inputs(entry, text: textB)
                 let a = Postprocess.embedding(outputs[index], mask: mask)
                 let b = Postprocess.embedding(try runner.run(inputs: second)[index], mask: maskB)
                 output = String(format: "cosine similarity: %.4f (%d-d embeddings)", Postprocess.cosine(a, b), a.count)
+            } else if !entry.state.isEmpty {
+                stateOutputs = outputs
+                stateStep += 1
+                let links = entry.state.map { "output \($0.output) -> input \($0.input)" }.joined(separator: ", ")
+                output = "step \(stateStep) (fed back: \(links); Run again for the next step)\n\n" + describe(entry, outputs)
             } else {
                 output = describe(entry, outputs)
             }

@@ -13,11 +13,6 @@ enum ModelFiles {
 struct Quantization: Decodable {
     let scale: Float
     let zeroPoint: Int
-
-    enum CodingKeys: String, CodingKey {
-        case scale
-        case zeroPoint = "zero_point"
-    }
 }
 
 struct TensorInfo: Decodable {
@@ -29,10 +24,6 @@ struct TensorInfo: Decodable {
     let pooling: String?  // embedding outputs: "mean" over tokens or "none"
 
     var elementCount: Int { shape.reduce(1, *) }
-
-    enum CodingKeys: String, CodingKey {
-        case name, shape, dtype, quantization, role, pooling
-    }
 }
 
 struct ImageInfo: Decodable {
@@ -47,13 +38,6 @@ struct ImageInfo: Decodable {
     let std: [Float]
     let grayWeights: [Float]?
     let pixelBuffer: Bool  // a Core ML image input: raw 0..255 pixels, normalised inside the model
-
-    enum CodingKeys: String, CodingKey {
-        case input, layout, height, width, channels, scale, mean, std
-        case colorLayout = "color_layout"
-        case grayWeights = "gray_weights"
-        case pixelBuffer = "pixel_buffer"
-    }
 }
 
 /// A stateful model (an RNN step, a decoder with a cache): output `output` of one step is fed to
@@ -68,31 +52,15 @@ struct SpecialTokens: Decodable {
     let sep: String
     let pad: String
     let unk: String
-
-    enum CodingKeys: String, CodingKey {
-        case cls, sep, pad, unk
-    }
 }
 
+/// The tokenizer of a text model; which input takes token ids, mask or type ids is each input's `role`.
 struct TextInfo: Decodable {
-    let idsInput: Int
-    let maskInput: Int?
-    let typeIdsInput: Int?
     let maxLength: Int
     let tokenizer: String?
     let vocabFile: String?
     let lowercase: Bool
     let specialTokens: SpecialTokens
-
-    enum CodingKeys: String, CodingKey {
-        case tokenizer, lowercase
-        case idsInput = "ids_input"
-        case maskInput = "mask_input"
-        case typeIdsInput = "type_ids_input"
-        case maxLength = "max_length"
-        case vocabFile = "vocab_file"
-        case specialTokens = "special_tokens"
-    }
 }
 
 struct ModelEntry: Decodable, Identifiable {
@@ -120,12 +88,10 @@ struct ModelEntry: Decodable, Identifiable {
     /// The manifest's parity block, passed through unchanged into benchmark records.
     var parity: [String: Any]? = nil
 
+    // every stored property but parity (JSON keys in snake_case: ModelCatalog.parse converts them)
     enum CodingKeys: String, CodingKey {
-        case id, file, name, target, format, runtime, precision, task, sha256, flops, status, method
-        case inputs, outputs, state, image, text, labels
-        case manifestFile = "manifest_file"
-        case sizeBytes = "size_bytes"
-        case topK = "top_k"
+        case id, file, manifestFile, name, target, format, runtime, precision, task, sizeBytes, sha256, flops
+        case status, method, inputs, outputs, state, image, text, labels, topK
     }
 }
 
@@ -135,17 +101,14 @@ struct ModelCatalog: Decodable {
     var models: [ModelEntry]
     let sampleTexts: [String]
 
-    enum CodingKeys: String, CodingKey {
-        case kind, models
-        case edgekitVersion = "edgekit_version"
-        case sampleTexts = "sample_texts"
-    }
-
     func find(_ file: String) -> ModelEntry? { models.first { $0.file == file || $0.id == file } }
 
-    /// Decode models.json; the free-form parity blocks are read with JSONSerialization.
+    /// Decode models.json; the free-form parity blocks are read with JSONSerialization. Its keys are
+    /// snake_case and each property is the same name in camelCase, so no type spells out its keys.
     static func parse(_ data: Data) throws -> ModelCatalog {
-        var catalog = try JSONDecoder().decode(ModelCatalog.self, from: data)
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        var catalog = try decoder.decode(ModelCatalog.self, from: data)
         guard catalog.kind == ModelFiles.kind else {
             throw AppError("\(ModelFiles.infoFile): kind is '\(catalog.kind)', expected '\(ModelFiles.kind)'")
         }

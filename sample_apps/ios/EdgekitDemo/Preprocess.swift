@@ -123,12 +123,17 @@ struct WordPieceTokenizer {
     }
 }
 
-/// The model's inputs for one text, from the text block of models.json.
+/// The model's inputs for one text: each input takes the part of the encoding its role names (models.json).
 func textInputs(_ entry: ModelEntry, _ encoding: Encoding) throws -> [TensorData] {
-    guard let text = entry.text else { throw AppError("\(entry.file) has no text input") }
-    var inputs = try randomInputs(entry)
-    inputs[text.idsInput] = try .fromReal(entry.inputs[text.idsInput], encoding.ids.map { Float($0) })
-    if let m = text.maskInput { inputs[m] = try .fromReal(entry.inputs[m], encoding.mask.map { Float($0) }) }
-    if let t = text.typeIdsInput { inputs[t] = try .fromReal(entry.inputs[t], encoding.typeIds.map { Float($0) }) }
-    return inputs
+    guard entry.text != nil else { throw AppError("\(entry.file) has no text input") }
+    let others = try randomInputs(entry)
+    return try entry.inputs.indices.map { (i: Int) -> TensorData in
+        let info = entry.inputs[i]
+        switch info.role {
+        case "token_ids": return try .fromReal(info, encoding.ids.map { Float($0) })
+        case "attention_mask": return try .fromReal(info, encoding.mask.map { Float($0) })
+        case "token_type_ids": return try .fromReal(info, encoding.typeIds.map { Float($0) })
+        default: return others[i]
+        }
+    }
 }

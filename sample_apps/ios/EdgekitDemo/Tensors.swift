@@ -69,3 +69,19 @@ func randomInputs(_ entry: ModelEntry, seed: UInt64 = 0, idLimit: Int = 100) thr
         }
     }
 }
+
+/// One step of a stateful model (models.json "state"): each linked input takes output `link.output`
+/// of the previous step, converted through real values to the input's own dtype; at the first step
+/// (no previous outputs) it is zero, the usual initial state of an RNN or an empty cache.
+func feedState(_ inputs: [TensorData], previous: [TensorData]?, links: [StateLink]) throws -> [TensorData] {
+    var fed = inputs
+    for link in links {
+        let info = inputs[link.input].info
+        let values = previous.map { $0[link.output].toReal() } ?? [Float](repeating: 0, count: info.elementCount)
+        guard values.count == info.elementCount else {
+            throw AppError("state: output \(link.output) has \(values.count) values, input \(info.name) takes \(info.elementCount)")
+        }
+        fed[link.input] = try .fromReal(info, values)
+    }
+    return fed
+}

@@ -28,6 +28,8 @@ class MainActivity : AppCompatActivity() {
     private var catalog: ModelCatalog? = null
     private var runner: ModelRunner? = null
     private var runnerKey: String? = null
+    private var stateOutputs: List<TensorData>? = null // a stateful model's last outputs, fed back at the next Run
+    private var stateStep = 0
     private var currentBitmap: Bitmap? = null
 
     private lateinit var modelPicker: Spinner
@@ -118,6 +120,8 @@ class MainActivity : AppCompatActivity() {
             runner?.close()
             runner = Runners.open(entry, models.file(entry), THREADS, delegate)
             runnerKey = key
+            stateOutputs = null
+            stateStep = 0
         }
         return runner!!
     }
@@ -158,8 +162,8 @@ class MainActivity : AppCompatActivity() {
         worker.execute {
             val message = runCatching {
                 val r = openRunner(entry)
-                val (inputs, mask) = inputsFor(entry, a)
-                val outputs = r.run(inputs)
+                val (fresh, mask) = inputsFor(entry, a)
+                val outputs = r.run(feedState(fresh, stateOutputs, entry.state))
                 val embeddingIndex = outputs.indexOfFirst { it.info.role == "embedding" }
                 if (entry.task == "text-embedding" && embeddingIndex >= 0 && entry.text?.tokenizer != null) {
                     val (inputsB, maskB) = inputsFor(entry, b)
@@ -167,6 +171,11 @@ class MainActivity : AppCompatActivity() {
                     val ea = Postprocess.embedding(outputs[embeddingIndex], spec.pooling ?: "none", mask)
                     val eb = Postprocess.embedding(r.run(inputsB)[embeddingIndex], spec.pooling ?: "none", maskB)
                     "cosine similarity: %.4f\n(%d-d embeddings, %s pooling)".format(Postprocess.cosine(ea, eb), ea.size, spec.pooling)
+                } else if (entry.state.isNotEmpty()) {
+                    stateOutputs = outputs
+                    stateStep += 1
+                    "step $stateStep (fed back: " + entry.state.joinToString { "output ${it.output} -> input ${it.input}" } +
+                        "; Run again for the next step)\n\n" + describe(entry, outputs)
                 } else {
                     describe(entry, outputs)
                 }

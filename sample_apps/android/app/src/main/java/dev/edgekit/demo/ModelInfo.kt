@@ -43,10 +43,8 @@ data class StateLink(val output: Int, val input: Int)
 
 data class SpecialTokens(val cls: String, val sep: String, val pad: String, val unk: String)
 
+// The tokenizer of a text model; which input takes token ids, mask or type ids is each input's `role`.
 data class TextInfo(
-    val idsInput: Int,
-    val maskInput: Int?,
-    val typeIdsInput: Int?,
     val maxLength: Int,
     val tokenizer: String?,
     val vocabFile: String?,
@@ -90,35 +88,40 @@ data class ModelCatalog(
 
 private fun JSONObject.stringOrNull(key: String): String? = if (isNull(key)) null else getString(key)
 
-private fun JSONObject.intOrNull(key: String): Int? = if (isNull(key)) null else getInt(key)
-
 private fun JSONObject.longOrNull(key: String): Long? = if (isNull(key)) null else getLong(key)
 
 private fun JSONArray.floats(): FloatArray = FloatArray(length()) { getDouble(it).toFloat() }
 
 private fun JSONArray.strings(): List<String> = List(length()) { getString(it) }
 
+// One reader for every list of objects and every optional object in the file.
+private fun <T> JSONObject.objects(key: String, parse: (JSONObject) -> T): List<T> {
+    val array = getJSONArray(key)
+    return List(array.length()) { parse(array.getJSONObject(it)) }
+}
+
+private fun <T> JSONObject.objectOrNull(key: String, parse: (JSONObject) -> T): T? =
+    if (isNull(key)) null else parse(getJSONObject(key))
+
 object ModelInfoParser {
     fun parse(text: String): ModelCatalog {
         val root = JSONObject(text)
         val kind = root.getString("kind")
         require(kind == MODEL_INFO_KIND) { "$MODEL_INFO_FILE: kind is '$kind', expected '$MODEL_INFO_KIND'" }
-        val models = root.getJSONArray("models")
         return ModelCatalog(
             edgekitVersion = root.getString("edgekit_version"),
-            models = List(models.length()) { parseModel(models.getJSONObject(it)) },
+            models = root.objects("models") { parseModel(it) },
             sampleTexts = root.getJSONArray("sample_texts").strings(),
         )
     }
 
     private fun parseTensor(obj: JSONObject): TensorInfo {
         val shape = obj.getJSONArray("shape")
-        val quant = if (obj.isNull("quantization")) null else obj.getJSONObject("quantization")
         return TensorInfo(
             name = obj.getString("name"),
             shape = LongArray(shape.length()) { shape.getLong(it) },
             dtype = obj.getString("dtype"),
-            quantization = quant?.let { Quantization(it.getDouble("scale").toFloat(), it.getInt("zero_point")) },
+            quantization = obj.objectOrNull("quantization") { Quantization(it.getDouble("scale").toFloat(), it.getInt("zero_point")) },
             role = obj.getString("role"),
             pooling = obj.stringOrNull("pooling"),
         )
@@ -140,9 +143,6 @@ object ModelInfoParser {
     private fun parseText(obj: JSONObject): TextInfo {
         val special = obj.getJSONObject("special_tokens")
         return TextInfo(
-            idsInput = obj.getInt("ids_input"),
-            maskInput = obj.intOrNull("mask_input"),
-            typeIdsInput = obj.intOrNull("type_ids_input"),
             maxLength = obj.getInt("max_length"),
             tokenizer = obj.stringOrNull("tokenizer"),
             vocabFile = obj.stringOrNull("vocab_file"),
@@ -156,14 +156,7 @@ object ModelInfoParser {
         )
     }
 
-    private fun parseState(links: JSONArray): List<StateLink> = List(links.length()) {
-        val link = links.getJSONObject(it)
-        StateLink(output = link.getInt("output"), input = link.getInt("input"))
-    }
-
     private fun parseModel(obj: JSONObject): ModelEntry {
-        val inputs = obj.getJSONArray("inputs")
-        val outputs = obj.getJSONArray("outputs")
         return ModelEntry(
             id = obj.getString("id"),
             file = obj.getString("file"),
@@ -180,14 +173,14 @@ object ModelInfoParser {
             status = obj.stringOrNull("status"),
             signature = obj.stringOrNull("signature"),
             method = obj.getString("method"),
-            inputs = List(inputs.length()) { parseTensor(inputs.getJSONObject(it)) },
-            outputs = List(outputs.length()) { parseTensor(outputs.getJSONObject(it)) },
-            state = parseState(obj.getJSONArray("state")),
-            image = if (obj.isNull("image")) null else parseImage(obj.getJSONObject("image")),
-            text = if (obj.isNull("text")) null else parseText(obj.getJSONObject("text")),
+            inputs = obj.objects("inputs") { parseTensor(it) },
+            outputs = obj.objects("outputs") { parseTensor(it) },
+            state = obj.objects("state") { StateLink(output = it.getInt("output"), input = it.getInt("input")) },
+            image = obj.objectOrNull("image") { parseImage(it) },
+            text = obj.objectOrNull("text") { parseText(it) },
             labels = if (obj.isNull("labels")) null else obj.getJSONArray("labels").strings(),
             topK = obj.getInt("top_k"),
-            parity = if (obj.isNull("parity")) null else obj.getJSONObject("parity"),
+            parity = obj.objectOrNull("parity") { it },
         )
     }
 }

@@ -115,15 +115,15 @@ class WordPieceTokenizer(vocab: List<String>, private val lowercase: Boolean, pr
     }
 }
 
-/** The model's inputs for one text, from the text block of models.json. */
+/** The model's inputs for one text: each input takes the part of the encoding its role names (models.json). */
 fun textInputs(entry: ModelEntry, encoding: Encoding): List<TensorData> {
-    val text = entry.text ?: error("${entry.file} has no text input")
+    requireNotNull(entry.text) { "${entry.file} has no text input" }
     val others = randomInputs(entry)
     return entry.inputs.mapIndexed { i, info ->
-        when (i) {
-            text.idsInput -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.ids[it].toFloat() })
-            text.maskInput -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.mask[it].toFloat() })
-            text.typeIdsInput -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.typeIds[it].toFloat() })
+        when (info.role) {
+            "token_ids" -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.ids[it].toFloat() })
+            "attention_mask" -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.mask[it].toFloat() })
+            "token_type_ids" -> TensorData.fromReal(info, FloatArray(info.elementCount) { encoding.typeIds[it].toFloat() })
             else -> others[i]
         }
     }

@@ -119,3 +119,21 @@ fun randomInputs(entry: ModelEntry, seed: Long = 0L, idLimit: Int = 100): List<T
         }
     }
 }
+
+/**
+ * One step of a stateful model (models.json "state"): each linked input takes output `link.output`
+ * of the previous step, converted through real values to the input's own dtype; at the first step
+ * (no previous outputs) it is zero, the usual initial state of an RNN or an empty cache.
+ */
+fun feedState(inputs: List<TensorData>, previous: List<TensorData>?, links: List<StateLink>): List<TensorData> {
+    val fed = inputs.toMutableList()
+    for (link in links) {
+        val info = inputs[link.input].info
+        val values = previous?.get(link.output)?.toReal() ?: FloatArray(info.elementCount)
+        require(values.size == info.elementCount) {
+            "state: output ${link.output} has ${values.size} values, input ${info.name} takes ${info.elementCount}"
+        }
+        fed[link.input] = TensorData.fromReal(info, values)
+    }
+    return fed
+}
