@@ -8,9 +8,9 @@ import os
 
 from edgekit.cli import add_common
 from edgekit.errors import OutputError, UsageError
+from edgekit.quantize.config import CALIBRATIONS  # the same choice as convert's (plain dataclasses, no ML import)
 
 _DIAGNOSABLE = ("int8",)
-_OBSERVERS = ("auto", "minmax", "histogram", "percentile", "moving-average")  # edgekit.quantize.config.CALIBRATIONS
 
 
 def add_parser(sub) -> None:
@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--calibration-samples", type=int, default=100, metavar="N")
     p.add_argument("--eval-data", metavar="PATH", help="held-out inputs the errors are measured on (default: a held-back part of --calibration)")
     p.add_argument("--eval-samples", type=int, default=64, metavar="N")
-    p.add_argument("--int8-calibration", default="auto", metavar="OBSERVER",
-                   help=f"activation observer, as for convert: {', '.join(_OBSERVERS)}")
+    p.add_argument("--int8-calibration", default="auto", metavar="NAME",
+                   help=f"activation observer or calibration algorithm, as for convert: {', '.join(CALIBRATIONS)}")
     p.add_argument("--tolerance", metavar="SPEC", help="cosine threshold, or cosine=..,top1=..: what 'passed' means")
     p.add_argument("--top", type=int, default=15, metavar="N", help="layers in the console table (default 15)")
     p.add_argument("--layer-samples", type=int, default=16, metavar="N", help="evaluation samples for the per-layer errors")
@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
 def _check(args) -> None:
     if args.quantize not in _DIAGNOSABLE:
         raise UsageError(f"diagnose explains static int8; --quantize {args.quantize!r} is not diagnosable (use --quantize int8)")
-    if args.int8_calibration not in _OBSERVERS:
-        raise UsageError(f"--int8-calibration {args.int8_calibration!r}: choose one of {', '.join(_OBSERVERS)}")
+    if args.int8_calibration not in CALIBRATIONS:
+        raise UsageError(f"--int8-calibration {args.int8_calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
     if args.calibration is None:
         raise UsageError("diagnose needs --calibration PATH (.npz, .npy, image folder or module:function)")
     for flag in ("top", "layer_samples", "calibration_samples", "eval_samples"):

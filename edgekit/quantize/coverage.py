@@ -21,6 +21,7 @@ class Coverage:
     ops_total: int = 0  # compute ops (conv, linear, matmul, embedding, ...)
     ops_quantized: int = 0
     float_ops: list[str] = field(default_factory=list)  # names of compute ops left float (first few)
+    recurrent: dict[str, int] = field(default_factory=dict)  # recurrent op (aten.lstm, ...) -> float weight elements
 
     @property
     def weight_share(self) -> float:
@@ -36,6 +37,7 @@ class Coverage:
             "weights_quantized": self.weights_quantized, "weights_total": self.weights_total,
             "ops_quantized": self.ops_quantized, "ops_total": self.ops_total,
             "float_ops": self.float_ops[:10],
+            **({"recurrent_float": dict(self.recurrent)} if self.recurrent else {}),
         }
 
     def summary(self) -> str:
@@ -49,9 +51,27 @@ def require_quantized(coverage: Coverage, what: str, minimum: float = MIN_WEIGHT
         raise ConversionError(
             f"{what}: only {coverage.summary()} (float: {', '.join(coverage.float_ops[:5]) or 'n/a'}); "
             f"not published as int8",
-            hint="the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
-                 "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic",
+            hint=advice(coverage.recurrent),
         )
+
+
+#: recurrent ops as torch.export writes them; no PT2E quantizer annotates them, so their weights stay float
+RECURRENT_OPS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
+
+
+def advice(recurrent: dict[str, int] | None) -> str:
+    """What to do about a mostly-float int8 artifact: true for where the float weights sit."""
+    if not recurrent:
+        return ("the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
+                "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic")
+    where = ", ".join(f"aten.{op} ({n:,} weight elements)" for op, n in sorted(recurrent.items()))
+    lstm_only = all(op.startswith("lstm") for op in recurrent)
+    what = ("use --quantize int8-dynamic (its LSTM weights are int8: on ExecuTorch the LSTM is packed so that "
+            "its input projections are int8 linears)" if lstm_only else
+            "int8-dynamic leaves them float too on ExecuTorch and ONNX (neither quantizer takes them): use "
+            "--quantize fp16 (half the float size) or --quantize none")
+    return (f"the float weights sit in recurrent ops, {where}, which static int8 leaves float32 (no PT2E "
+            f"quantizer annotates them; edgekit packs only static-shape aten.lstm into int8 linears); {what}")
 
 
 def graph_coverage(graph_module) -> Coverage:
@@ -67,11 +87,15 @@ def graph_coverage(graph_module) -> Coverage:
     def is_dequant(node) -> bool:
         return isinstance(node, torch.fx.Node) and node.op == "call_function" and "dequantize_per" in str(node.target)
 
+    seen: set[str] = set()
+
     def weight_numel(node) -> int:
-        # follow dequantize <- (quantize <-) get_attr to the stored tensor
+        # follow dequantize <- (quantize <-) get_attr to the stored tensor; each tensor counts once
+        # (a packed LSTM's recurrent weight feeds one matmul per time step)
         while isinstance(node, torch.fx.Node) and node.op == "call_function" and "quantize_per" in str(node.target):
             node = node.args[0]
-        if isinstance(node, torch.fx.Node) and node.op == "get_attr":
+        if isinstance(node, torch.fx.Node) and node.op == "get_attr" and node.target not in seen:
+            seen.add(node.target)
             obj = graph_module
             for part in node.target.split("."):
                 obj = getattr(obj, part)
@@ -80,7 +104,17 @@ def graph_coverage(graph_module) -> Coverage:
 
     cov = Coverage()
     for node in graph_module.graph.nodes:
-        if node.op != "call_function" or node.target not in compute:
+        if node.op != "call_function":
+            continue
+        recurrent = getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
+        if recurrent in RECURRENT_OPS:  # weights (a list argument for aten.lstm/gru/rnn) stay float
+            numel = sum(weight_numel(a) for a in _flat_nodes(node.args[1:]))
+            cov.ops_total += 1
+            cov.weights_total += numel
+            cov.float_ops.append(node.name)
+            cov.recurrent[recurrent] = cov.recurrent.get(recurrent, 0) + numel
+            continue
+        if node.target not in compute:
             continue
         weight = node.args[1] if node.target != aten.embedding.default else node.args[0]
         act = node.args[0] if node.target != aten.embedding.default else None
@@ -94,6 +128,17 @@ def graph_coverage(graph_module) -> Coverage:
         else:
             cov.float_ops.append(node.name)
     return cov
+
+
+def _flat_nodes(args) -> list:
+    """The fx nodes in ``args``, lists and tuples flattened (a recurrent op's weight list)."""
+    out = []
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            out.extend(_flat_nodes(a))
+        elif hasattr(a, "op"):
+            out.append(a)
+    return out
 
 
 def check_artifact(path: str, fmt: str, precision: str, target: str, details: dict | None = None):
@@ -133,8 +178,7 @@ def check_artifact(path: str, fmt: str, precision: str, target: str, details: di
                 f"{target} int8: only {100 * share:.1f}% of weights and {coverage['ops_quantized']}/{coverage['ops_total']} "
                 f"compute ops are int8 in the artifact (float: {', '.join(coverage.get('float_ops', [])[:5]) or 'n/a'}); "
                 "not published as int8",
-                hint="the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
-                     "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic",
+                hint=advice((graph or {}).get("recurrent_float")),
             )
         if share < MIN_WEIGHT_SHARE:
             kept = ", ".join(f"{d} {n:,}" for d, n in sorted(coverage.get("weights_by_dtype", {}).items()))

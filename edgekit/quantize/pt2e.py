@@ -36,6 +36,8 @@ class QuantizedProgram:
     reason: str
     coverage: Any = None  # edgekit.quantize.coverage.Coverage of the converted graph
     mixed: dict | None = None  # the mixed-precision search (edgekit.quantize.auto_mixed), for the manifest
+    recurrent: dict | None = None  # LSTMs packed before annotation (pack_recurrent), for the manifest
+    source: Any = field(default=None, repr=False)  # the ExportedProgram prepared (LSTMs packed): same node names
     _converted: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -69,6 +71,15 @@ class QuantizedProgram:
         from edgekit.quantize.annotate import embedding_tables, float_decisions
 
         out["kept_float"] = float_decisions(self.converted(fold_quantize=True))
+        if self.recurrent is not None:
+            out["recurrent"] = self.recurrent
+            bmm = out["kept_float"].pop("bmm", None) if self.recurrent.get("packed_lstm_layers") else None
+            if bmm:  # not attention scores here: the LSTM's recurrence (both directions per bmm)
+                out["kept_float"]["recurrent_matmul"] = {
+                    "count": bmm["count"],
+                    "why": "an LSTM's state x recurrent-weight batched matmul, one per step (both directions): "
+                           "edgekit's annotator quantizes no bmm, so the recurrent weights and the state fed "
+                           "back each step stay float32; the input projections are int8 linears"}
         tables = embedding_tables(self.converted(fold_quantize=True))
         if tables:
             out["embeddings"] = {"scheme": "int8 weight-only, one symmetric scale per row; the artifact gathers "
@@ -199,6 +210,28 @@ def _buffers_as_parameters(graph_module) -> None:
         owner.register_parameter(field, torch.nn.Parameter(tensor, requires_grad=False))
 
 
+def pack_recurrent(exported_program) -> tuple[Any, dict | None]:
+    """(program, facts): every static-shape ``aten.lstm`` rebuilt as one input-projection linear per
+    direction and layer + a matmul per step (targets/executorch/recurrent.py) BEFORE annotation, so
+    the input projections (most of an LSTM's weights when the input is wider than the state) are
+    int8 linears; ``aten.lstm`` itself is quantized by no PT2E quantizer and stays float32. Facts
+    are None when the program has no LSTM; a failed packing keeps the program as it is."""
+    import torch
+
+    if not any(n.op == "call_function" and n.target is torch.ops.aten.lstm.input
+               for n in exported_program.graph_module.graph.nodes):
+        return exported_program, None
+    from edgekit.targets.executorch.recurrent import pack_lstms
+
+    try:
+        packed, facts = pack_lstms(exported_program)
+    except Exception as exc:  # noqa: BLE001 - the unpacked LSTM still quantizes its other layers; the coverage check judges
+        return exported_program, {"not_packed": [_first_line(exc)]}
+    if packed is None:
+        return exported_program, facts
+    return packed, facts
+
+
 def _prepare(graph_module, recipe: Recipe, config: QuantConfig, samples: Sequence[tuple]):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
@@ -235,6 +268,7 @@ def quantize_program(exported_program, calibration_samples: Sequence, config: Qu
     samples = [_tensors(s) for s in calibration_samples]
     if not samples:
         raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
+    exported_program, recurrent = pack_recurrent(exported_program)
     graph = copy.deepcopy(exported_program.module())
     canonical_convolutions(graph)
     recipes = config.candidates()
@@ -269,7 +303,8 @@ def quantize_program(exported_program, calibration_samples: Sequence, config: Qu
     choice, prepared, quantizer = best
     calibrate(prepared, heldout)  # ship ranges from every calibration sample
     reason = _reason(choice, tried, heldout)
-    result = QuantizedProgram(prepared, quantizer, choice, tried, config, len(samples), len(heldout) if reference else 0, reason)
+    result = QuantizedProgram(prepared, quantizer, choice, tried, config, len(samples), len(heldout) if reference else 0, reason,
+                              recurrent=recurrent, source=exported_program)
     result.coverage = graph_coverage(result.converted(fold_quantize=True))
     return result
 

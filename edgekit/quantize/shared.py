@@ -33,6 +33,7 @@ def int8_program(model, calibration: Sequence[tuple], options=None, reporter=Non
         return hit[1]
     exported = model.exported_program()
     result = quantize_program(exported, calibration, config, reporter=reporter)
+    exported = result.source or exported  # LSTMs packed before annotation: the search needs the same graph
     if options is not None:
         result = _mixed(model, exported, result, calibration, options, budget, reporter)
     try:
@@ -52,7 +53,8 @@ def _mixed(model, exported, program, calibration, options, budget, reporter):
     try:
         return apply_mixed_precision(exported, program, calibration, tolerance, budget, real_inputs=real,
                                      names=list(getattr(model, "output_names", []) or []) or None,
-                                     roles=_roles(model, options), say=reporter.info if reporter is not None else None)
+                                     roles=_roles(model, options), say=reporter.info if reporter is not None else None,
+                                     warn=reporter.warn if reporter is not None else None)
     except Exception as exc:  # noqa: BLE001 - the search is an improvement: plain int8 still ships, and is verified
         from edgekit.errors import first_line
 

@@ -92,7 +92,7 @@ def test_cli_table_json_html_and_model_explorer(tmp_path, depthwise_model, digit
     model, calib, evals = _write_model_files(tmp_path, depthwise_model, digits_split)
     out = tmp_path / "out"
     code = main(["diagnose", model, "--arch", "tests.quantize.conftest:depthwise_cnn", "--input", "x:1x1x8x8",
-                 "--calibration", calib, "--eval-data", evals, "--int8-calibration", "minmax", "--remedies", "1",
+                 "--calibration", calib, "--eval-data", evals, "--int8-calibration", "bias-correction", "--remedies", "1",
                  "--layer-samples", "8", "--top", "4", "--json", str(out / "d.json"), "--html", str(out / "d.html"),
                  "--model-explorer", str(out / "me.json"), "-q"])
     assert code == 0
@@ -100,6 +100,10 @@ def test_cli_table_json_html_and_model_explorer(tmp_path, depthwise_model, digit
     doc = json.loads((out / "d.json").read_text())
     assert doc["schema"] == "edgekit.diagnose" and doc["schema_version"] == 1
     assert doc["evaluation"]["samples"] == 48 and doc["evaluation"]["real"] is True
+    # the same algorithm choice as convert: the named recipe, bias correction applied to the diagnosed graph
+    assert doc["quantization"]["chosen"] == "histogram+bias-correction"
+    assert doc["quantization"]["candidates"][0]["bias_corrected_layers"] == 6
+    assert "int8 (histogram+bias-correction observer) vs float on 48 samples" in stdout
     layers = doc["layers"]
     assert [l["rank"] for l in layers] == list(range(1, len(layers) + 1)) and len(layers) == 6
     assert {"node", "module_path", "module_type", "local_snr_db", "local_cosine", "propagated_snr_db",
@@ -126,7 +130,8 @@ def test_cli_refuses_what_it_cannot_diagnose_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: diagnose explains static int8; --quantize 'fp16' is not diagnosable (use --quantize int8)"]
     assert main(["diagnose", "m.pt", "--int8-calibration", "kl", "--calibration", "c.npz"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --int8-calibration 'kl': choose one of auto, minmax")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: --int8-calibration 'kl': choose one of auto, minmax") and "bias-correction" in last
     with pytest.raises(SystemExit) as exc:
         main(["diagnose", "m.pt", "--bogus-flag"])
     assert exc.value.code == 2

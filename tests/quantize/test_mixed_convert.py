@@ -77,3 +77,21 @@ def test_cli_refuses_a_bad_mixed_precision_before_loading(capsys):
 
     assert main(["convert", "missing.pt", "--quantize", "int8", "--calibration", "random", "--mixed-precision", "lots"]) == 2
     assert "--mixed-precision 'lots'" in capsys.readouterr().err
+
+
+def test_too_few_held_back_samples_to_decide_top1_is_said_with_the_count_needed():
+    from edgekit.options import Tolerance, get_precision
+    from edgekit.quantize.auto_mixed import heldout_needed, unresolved_top1
+
+    int8 = get_precision("int8").tolerance  # top1 0.98: one flip in n must stay <= 0.02
+    assert heldout_needed(int8) == 50
+    assert unresolved_top1(int8, 50, 0.25) is None
+    # the measured failure: 8 held-back views, met top-1 1.0, verification failed by one flip
+    assert unresolved_top1(int8, 8, 0.25) == (
+        "mixed precision judges on 8 held-back calibration samples: one top-1 flip moves top-1 by 0.125, more than "
+        "the 0.020 the tolerance (top1=0.98) allows, so this decision is noise; hold back at least 50 "
+        "(--calibration-samples 200 or more)")
+    # a per-output top-1 override tightens it; top1=1.0 allows no flip at any count
+    strict = Tolerance(cosine=0.99, top1=0.9, per_output=(("logits", "top1", 0.99),))
+    assert heldout_needed(strict) == 100 and "hold back at least 100" in unresolved_top1(strict, 99, 0.5)
+    assert heldout_needed(Tolerance(cosine=0.99, top1=1.0)) is None
