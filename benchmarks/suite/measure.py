@@ -75,12 +75,14 @@ def parity(outputs: np.ndarray, reference: np.ndarray, labels) -> dict[str, Any]
     cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) if np.linalg.norm(a) and np.linalg.norm(b) else 0.0
     agree = outputs.argmax(-1) == reference.argmax(-1)
     out = {"cosine": cosine, "top1": float(np.mean(agree)), "samples": len(outputs)}
-    # the rule edgekit's verification enforces (README "Verification"), measured here independently:
-    # FP32's softmax top-1 probability >= 0.5 and >= 0.2 above the runner-up
+    # the rule edgekit's verification enforces (README "Verification"), measured here independently
+    # with the same thresholds: FP32's softmax top-1 probability and its margin over the runner-up
+    from edgekit.verify_roles import CONFIDENT_MARGIN, CONFIDENT_PROB
+
     probs = np.exp(reference - reference.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     top2 = np.sort(probs, axis=-1)[:, -2:]
-    confident = (top2[:, 1] >= 0.5) & (top2[:, 1] - top2[:, 0] >= 0.2)
+    confident = (top2[:, 1] >= CONFIDENT_PROB) & (top2[:, 1] - top2[:, 0] >= CONFIDENT_MARGIN)
     out["confident_samples"] = int(confident.sum())
     out["top1_confident"] = float(np.mean(agree[confident])) if confident.any() else None
     if labels is not None:
