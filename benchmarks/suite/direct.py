@@ -122,17 +122,29 @@ def onnx_none(model, args, calibration, path):
 
 @recipe("onnx", "int8-dynamic")
 def onnx_int8_dynamic(model, args, calibration, path):
-    """torch.onnx.export, then onnxruntime quant_pre_process and quantize_dynamic(model, out) with its defaults
-    (QInt8 weights, per-tensor)
+    """torch.onnx.export, then onnxruntime quant_pre_process (left out where it fails, as its symbolic shape
+    inference does on BERT's Expand) and quantize_dynamic(model, out) with its defaults (QInt8 weights,
+    per-tensor)
     """
     from onnxruntime.quantization import quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     float_path, pre_path = path + ".float.onnx", path + ".pre.onnx"
     onnx_none(model, args, None, float_path)
-    quant_pre_process(float_path, pre_path)
-    quantize_dynamic(pre_path, path)
+    quantize_dynamic(_pre_processed(float_path, pre_path), path)
     _remove(float_path, pre_path)
+
+
+def _pre_processed(float_path: str, pre_path: str) -> str:
+    """onnxruntime's quant_pre_process, the first step of its quantization guide; the guide's step is
+    optional, so where it fails (onnxruntime 1.32's symbolic shape inference on BERT: len(None) in
+    _infer_Expand) the exported model is quantized as it is. Returns the path to quantize."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(float_path, pre_path)
+    except TypeError:
+        return float_path
+    return pre_path
 
 
 def _remove(*paths):
@@ -144,18 +156,18 @@ def _remove(*paths):
 
 @recipe("onnx", "int8")
 def onnx_int8(model, args, calibration, path):
-    """torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) with its
-    defaults (QDQ, per-tensor, QInt8, MinMax)
+    """torch.onnx.export, then onnxruntime quant_pre_process (left out where it fails, as its symbolic shape
+    inference does on BERT's Expand) and quantize_static(model, out, reader) with its defaults (QDQ,
+    per-tensor, QInt8, MinMax)
     """
     import numpy as np
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     float_path, pre_path = path + ".float.onnx", path + ".pre.onnx"
     onnx_none(model, args, None, float_path)
-    quant_pre_process(float_path, pre_path)  # what onnxruntime's quantization guide runs first
-    names = [i.name for i in ort.InferenceSession(pre_path, providers=["CPUExecutionProvider"]).get_inputs()]
+    source = _pre_processed(float_path, pre_path)
+    names = [i.name for i in ort.InferenceSession(source, providers=["CPUExecutionProvider"]).get_inputs()]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -164,7 +176,7 @@ def onnx_int8(model, args, calibration, path):
         def get_next(self):
             return next(self.feeds, None)
 
-    quantize_static(pre_path, path, Reader())
+    quantize_static(source, path, Reader())
     _remove(float_path, pre_path)
 
 

@@ -29,6 +29,14 @@ def _pair_ratio(rows, row, value) -> float | None:
     return mine / theirs if mine and theirs else None
 
 
+def _plain_failure(rows, row) -> str | None:
+    """Why the plain int8 artifact of ``row``'s target does not exist, when its recipe failed."""
+    from benchmarks.suite.report import find
+
+    other = find(rows, target=row["target"], precision=row["precision"], tool="direct")
+    return other.get("error") if other and not other.get("path") and other.get("error") else None
+
+
 def static_checks(model: dict) -> list[dict[str, Any]]:
     """The four checks for each edgekit static-int8 row of one model that produced an artifact."""
     from benchmarks.suite.report import best_p50, size_ratio
@@ -55,6 +63,9 @@ def static_checks(model: dict) -> list[dict[str, Any]]:
         if ratio is not None:
             out.append({"check": "static int8 p50 <= 1.1x plain int8", "where": where, "value": f"{ratio:.3f}",
                         "reached": ratio <= PLAIN_LATENCY_RATIO})
+        elif (plain := _plain_failure(rows, row)) is not None:
+            out.append({"check": "static int8 p50 <= 1.1x plain int8", "where": where,
+                        "value": f"no plain int8 to compare: the library's own failed ({plain[:160]})", "reached": None})
         sr = size_ratio(rows, row)
         if sr is not None:
             out.append({"check": "static int8 size <= 0.3x FP32", "where": where, "value": f"{sr:.3f}x",
