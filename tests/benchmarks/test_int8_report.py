@@ -47,3 +47,25 @@ def test_merge_carries_unmeasured_models_and_targets_and_says_from_which_run():
     assert [r.get("carried_from") for r in rows if r["target"] == "tflite"] == ["2026-11-22 09:17"]
     assert all(r.get("carried_from") is None for r in rows if r["target"] == "onnx")
     assert doc["target_all"] == [{"model": "m"}] and doc["carried"] == ["target_all"]
+
+
+def test_a_failed_plain_int8_is_named_instead_of_a_latency_ratio():
+    from benchmarks.suite.int8_report import static_checks
+
+    model = _model()
+    plain = model["rows"][3]
+    plain.update(path=None, error="IndexError: tensors used as indices must be long, int, byte or bool tensors")
+    latency = [c for c in static_checks(model) if c["check"] == "static int8 p50 <= 1.1x plain int8"]
+    assert latency == [{"check": "static int8 p50 <= 1.1x plain int8", "where": "m onnx int8", "reached": None,
+                        "value": "no plain int8 to compare: the library's own failed (IndexError: tensors used as "
+                                 "indices must be long, int, byte or bool tensors)"}]
+
+
+def test_parity_miss_is_judged_on_the_top1_that_edgekit_enforces():
+    from benchmarks.suite.report import enforced_top1
+
+    # 27 confident inputs (>= 10): the confident agreement is what the tolerance enforces
+    assert enforced_top1({"top1": 0.93, "top1_confident": 1.0, "confident_samples": 27}) == (1.0, "on 27 confident inputs")
+    # 4 confident inputs say too little: all inputs are enforced, as edgekit's verification does
+    assert enforced_top1({"top1": 0.93, "top1_confident": 1.0, "confident_samples": 4}) == (0.93, "on all inputs")
+    assert enforced_top1({"top1": 0.93}) == (0.93, "on all inputs")
