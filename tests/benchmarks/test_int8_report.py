@@ -54,7 +54,7 @@ def test_a_failed_plain_int8_is_named_instead_of_a_latency_ratio():
 
     model = _model()
     plain = model["rows"][3]
-    plain.update(path=None, error="IndexError: tensors used as indices must be long, int, byte or bool tensors")
+    plain.update(path=None, bench=None, size_bytes=None, error="IndexError: tensors used as indices must be long, int, byte or bool tensors")
     latency = [c for c in static_checks(model) if c["check"] == "static int8 p50 <= 1.1x plain int8"]
     assert latency == [{"check": "static int8 p50 <= 1.1x plain int8", "where": "m onnx int8", "reached": None,
                         "value": "no plain int8 to compare: the library's own failed (IndexError: tensors used as "
