@@ -233,7 +233,8 @@ def test_each_direct_recipe_is_declared_once_with_what_it_calls():
     assert set(direct.RECIPES) == set(direct.CONVERT) and len(direct.CONVERT) == 14
     assert direct.RECIPES[("tflite", "none")] == "litert_torch.convert(model, args).export(path)"
     assert direct.RECIPES[("onnx", "int8")] == (
-        "torch.onnx.export, then onnxruntime quant_pre_process and quantize_static(model, out, reader) with its "
+        "torch.onnx.export, then onnxruntime quant_pre_process (left out where it fails, as its symbolic shape "
+        "inference does on BERT's Expand) and quantize_static(model, out, reader) with its "
         "defaults (QDQ, per-tensor, QInt8, MinMax)")
     assert {target for target, _ in direct.CONVERT} == set(direct.SUFFIX)  # every target has its file suffix
 
