@@ -41,8 +41,8 @@ def main() -> None:
             target_options={"coreml": {"prune": args.prune}} if args.prune else {},
         )[0]
         details = art.manifest["target_details"]
-        simulated = (details.get("int8_calibration") or {}).get("pytorch_simulation_cosine")
-        status = art.status + (f" (int8 simulated in PyTorch: cosine {simulated:.4f})" if simulated is not None else "")
+        observer = (details.get("quantization") or {}).get("observer")
+        status = art.status + (f" (int8 observer {observer})" if observer else "")
         rows.append((precision, art.size_bytes, details["weights"]["weights_bytes"], details["weights"]["fraction_compressed"],
                      details["deployment_target"], time.perf_counter() - start, status))
     base = next((r for r in rows if r[0] == "none"), rows[0])

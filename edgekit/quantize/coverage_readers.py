@@ -253,7 +253,9 @@ def coreml_coverage(path: str, precision: str) -> ArtifactCoverage | None:
                 if inner.op_type in ("constexpr_lut_to_dense", "constexpr_lut_to_sparse"):
                     return "lut", True
                 data = getattr(inner, "quantized_data", None) or getattr(inner, "data", None)
-                if data is not None and inner.op_type != "constexpr_cast":
+                if inner.op_type == "constexpr_sparse_blockwise_shift_scale":  # pruned + quantized (iOS18)
+                    data = inner.nonzero_data
+                if data is not None and inner.op_type not in ("constexpr_cast", "constexpr_sparse_to_dense"):
                     return _MIL_DTYPES.get(types.builtin_to_string(data.dtype), "other"), True
             return "float16", True
         if op.op_type == "cast":

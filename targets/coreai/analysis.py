@@ -3,6 +3,7 @@ bindings: the MLIR program (its main graph's I/O, op histogram, storage types) a
 (compatibility version, storage and compute types). Nothing is compiled or executed."""
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from typing import Any
@@ -27,6 +28,9 @@ class Asset:
 
             self.asset = AIModelAsset.load(str(path))
         self.program = self.asset.program  # loads main.mlirb through coreai-core's bindings
+        # the file the bindings just parsed (its weight blobs are read from it raw: targets/coreai/bytecode.py)
+        self.bytecode_path = str(getattr(self.asset._model_asset, "_program_bytecode_path", "")
+                                 or os.path.join(str(path), "main.mlirb"))
         self.module = self.program._module._mlir_module  # coreai.authoring Module -> mlir.ir.Module
 
     def summary(self):
@@ -44,6 +48,11 @@ def _graph(asset: Asset):
         raise ValueError("the asset's program has no coreai.graph")
     named = {str(g.operation.attributes["sym_name"]).strip('"'): g for g in graphs}
     return named.get("main", graphs[0]).operation
+
+
+def entry_name(asset: Asset) -> str:
+    """The name of the program's entry graph (``main``): the function a Core AI app loads."""
+    return str(_graph(asset).attributes["sym_name"]).strip('"')
 
 
 def _tensor_spec(name: str, type_text: str) -> TensorSpec:

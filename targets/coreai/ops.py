@@ -187,6 +187,16 @@ def _slice(args, attrs, types):
     return x[tuple(slices)]
 
 
+@op("reverse")
+def _reverse(args, attrs, types):
+    """result[..., i_d, ...] = input[..., shape[d] - 1 - i_d, ...] for every d in dims (negative d wraps)."""
+    x = np.asarray(args[0])
+    dims = [d + x.ndim if d < 0 else d for d in _ints(args[1])]
+    if len(set(dims)) != len(dims) or any(not 0 <= d < x.ndim for d in dims):
+        raise OpError(f"reverse dims {_ints(args[1])} invalid for rank {x.ndim}")
+    return np.flip(x, axis=tuple(dims)) if dims else x
+
+
 @op("gather_along_axis")
 def _gather_along_axis(args, attrs, types):
     x, indices = args[0], np.asarray(args[1]).astype(np.int64)

@@ -3,8 +3,9 @@ results as value ids, declared result types, attributes as text) and every const
 
 Read through coreai-core's own bindings (the MLIR module that ``AIModelAsset.load`` parses from
 main.mlirb). Dense constants are read with MLIR's ``DenseElementsAttr`` buffer; large weights are
-``dense_resource`` blobs, which the bindings do not expose, so they are read from the module's own
-textual form (``dialect_resources``: hex, a 4-byte alignment word, then the raw little-endian data).
+``dense_resource`` blobs, which the bindings do not expose, so they are read raw from main.mlirb's
+bytecode (targets/coreai/bytecode.py), or, where that fails, from the module's own textual form
+(``dialect_resources``: hex, a 4-byte alignment word, then the raw little-endian data).
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def read_program(asset: "analysis.Asset") -> Program:
     """Every graph of a loaded asset as plain data (constants decoded)."""
     module = asset.module
     main = analysis._graph(asset)
-    resources = _Resources(module)
+    resources = _Resources(module, getattr(asset, "bytecode_path", None))
     graphs: dict[str, Graph] = {}
     main_name = "main"
     for item in module.body.operations:
@@ -101,7 +102,7 @@ def read_program(asset: "analysis.Asset") -> Program:
     return Program(graphs, main_name)
 
 
-def _read_graph(graph, specs, resources: dict[str, bytes]) -> Graph:
+def _read_graph(graph, specs, resources: "_Resources") -> Graph:
     blocks = list(graph.regions[0].blocks)
     if len(blocks) != 1:
         raise ProgramError(f"a graph has {len(blocks)} blocks; edgekit reads single-block graphs")
@@ -136,21 +137,40 @@ def _read_graph(graph, specs, resources: dict[str, bytes]) -> Graph:
 
 
 class _Resources:
-    """name -> raw bytes of every ``dense_resource`` blob in the module (alignment word dropped), read
-    from the module's text the first time one is asked for (the text holds every weight in hex)."""
+    """name -> raw bytes of every ``dense_resource`` blob of the program (alignment word dropped).
 
-    def __init__(self, module):
+    Read from main.mlirb's bytecode (targets/coreai/bytecode.py: raw, no copy of the text); if that file
+    cannot be followed, or lacks a blob the module names, from the module's textual form, which holds
+    every weight in hex (about 180 MB of text for MiniLM, so only as the fallback)."""
+
+    def __init__(self, module, bytecode_path: str | None = None):
         self.module = module
-        self._blobs: dict[str, str] | None = None
+        self.bytecode_path = bytecode_path
+        self._raw: dict[str, Any] | None = None
+        self._hex: dict[str, str] | None = None
 
     def __getitem__(self, name: str) -> bytes:
-        if self._blobs is None:
+        if self._raw is None:
+            self._raw = self._from_bytecode()
+        if name in self._raw:
+            return self._raw[name]
+        if self._hex is None:
             text = self.module.operation.get_asm(enable_debug_info=False)
             start = text.find("dialect_resources")
-            self._blobs = dict(_RESOURCE.findall(text[start:])) if start >= 0 else {}
-        if name not in self._blobs:
+            self._hex = dict(_RESOURCE.findall(text[start:])) if start >= 0 else {}
+        if name not in self._hex:
             raise ProgramError(f"the weight blob {name} is missing from the program")
-        return bytes.fromhex(self._blobs[name])[4:]
+        return bytes.fromhex(self._hex[name])[4:]
+
+    def _from_bytecode(self) -> dict[str, Any]:
+        from edgekit.targets.coreai import bytecode
+
+        if not self.bytecode_path:
+            return {}
+        try:
+            return bytecode.read_blobs(self.bytecode_path)
+        except (OSError, bytecode.BytecodeError):
+            return {}
 
 
 def _sub_byte(element: str) -> tuple[int, bool] | None:

@@ -1,14 +1,15 @@
 """The Core AI target: ExportedModel -> .aimodel asset (Apple's successor of Core ML, iOS / macOS 27).
 
-Flow: coreai-opt prepares the precision in PyTorch (cast, weight quantization, palettization, or
-calibrated W8A8) -> torch.export -> coreai-torch (Core AI decompositions, TorchConverter) -> asset
-folder (main.mlirb + metadata.json) -> read back through coreai-core's bindings: I/O, op histogram,
-storage types. Verification executes the program with edgekit's Core AI reference interpreter
+Flow: coreai-opt prepares the precision in PyTorch (cast, weight quantization, palettization; W8A8 comes
+from the shared PT2E int8 program, targets/coreai/int8.py) -> torch.export -> coreai-torch (Core AI
+decompositions, TorchConverter) -> asset folder (main.mlirb + metadata.json) -> read back through
+coreai-core's bindings: I/O, op histogram, storage types. Verification executes the program with edgekit's Core AI reference interpreter
 (targets/coreai/interpreter.py); a program it cannot read or execute stays ``unverified`` with the reason.
 """
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 from typing import Any
 
 from edgekit.errors import ConversionError
@@ -23,8 +24,9 @@ DEPLOYMENT = "iOS27 / macOS27"
 class CoreAITarget(Target):
     name = "coreai"
     suffix = ".aimodel"
-    # no sample app loads Core AI yet, and no runner: the SDK's Swift API is not confirmed here
-    on_device = OnDevice("Core AI")
+    # the iOS app loads .aimodel with Core AI's documented Swift API (sample_apps/ios/EdgekitDemo/CoreAIRunner.swift)
+    on_device = OnDevice("Core AI", apps=MappingProxyType({"ios": "coreai"}))
+    shared_int8 = True  # int8 converts the run's shared PT2E program (targets/coreai/int8.py)
     settings_class = CoreAISettings  # no options yet: any key given for it is refused
     precisions = ("none", "fp16", "int8", "int8-weight-only", "int4-weight-only", "palettize8", "palettize6", "palettize4")
     requires = ("coreai_torch", "coreai", "coreai_opt")
@@ -36,7 +38,7 @@ class CoreAITarget(Target):
 
         if precision == "int8" and not calibration:
             raise ConversionError("coreai int8 needs calibration samples (--calibration)")
-        exported, facts = steps.prepared_program(model, precision, calibration)
+        exported, facts = steps.prepared_program(model, precision, calibration, options)
         path = os.path.join(workdir, "model.aimodel")
         steps.convert_program(exported, path)
         asset = analysis.load_asset(path)
@@ -50,6 +52,7 @@ class CoreAITarget(Target):
         verification = _verification(asset)
         details: dict[str, Any] = {
             "deployment_target": DEPLOYMENT,
+            "method": analysis.entry_name(asset),  # the function an app loads (Core AI's loadFunction(named:))
             "compatibility_version": info["compatibility_version"],
             "ops": analysis.op_histogram(asset),
             "storage_types": info["storage_types"],

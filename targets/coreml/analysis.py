@@ -255,7 +255,9 @@ def _compression_kind(chain, types) -> dict[str, Any]:
             return {"kind": "palettized" + ("+sparse" if sparse else ""), "dtype": f"lut{int(math.log2(entries))}",
                     "granularity": "per-tensor" if math.prod(lut_shape[:-2] or (1,)) == 1 else "grouped"}
         if o.op_type in ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_sparse_blockwise_shift_scale"):
-            data = o.quantized_data if o.op_type == "constexpr_affine_dequantize" else o.data
+            # the sparse form stores only the non-zero int8 values (pruned int8 weights, iOS18)
+            data = {"constexpr_affine_dequantize": "quantized_data", "constexpr_sparse_blockwise_shift_scale": "nonzero_data"}.get(o.op_type, "data")
+            data = getattr(o, data)
             granularity = "per-channel" if o.op_type == "constexpr_affine_dequantize" else "per-block"
             if o.op_type != "constexpr_affine_dequantize" and o.scale.shape and o.scale.shape[-1] == 1:
                 granularity = "per-channel"

@@ -121,6 +121,7 @@ def make_source(model, module, settings: CoreMLSettings, image: ImageInput | Non
         else:
             program = model.exported_program() if plain else wrappers.export(wrapped, model.example_inputs, model.dynamic_shapes())
             source = program.run_decompositions({})
+            cast_like_inputs(source)
             _MODULES[source] = wrapped
         return source, (wrappers.output_name(source, 0 if wrapped.probabilities_first else -1) if classifier else None)
     except EdgekitError:
@@ -129,6 +130,37 @@ def make_source(model, module, settings: CoreMLSettings, image: ImageInput | Non
         how = "torch.jit.trace" if settings.frontend == "torchscript" else "torch.export"
         other = "torch.export" if settings.frontend == "torchscript" else "torchscript"
         raise ConversionError(f"{how} failed for Core ML: {first_line(exc)}", hint=f"try --coreml-frontend {other}") from exc
+
+
+def cast_like_inputs(program) -> int:
+    """Make ``zeros_like(x, dtype=D)`` (and ones_/full_/empty_like) read an ``x`` already cast to D.
+
+    coremltools 9's torch.export frontend ignores the dtype keyword of these ops and gives the result
+    x's dtype: PyTorch's boolean key padding mask (``masked_fill(zeros_like(mask, dtype=float32), mask,
+    -inf)``) then stays boolean and attention reads it as "attend here", padding inverted (measured:
+    cosine 0.81 on a transformer block). The cast is exact for the shape and the fill value alike.
+    Rewrites ``program`` in place (a copy made for Core ML); returns the ops rewritten."""
+    import torch
+
+    aten = torch.ops.aten
+    likes = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default, aten.empty_like.default}
+    graph = program.graph_module.graph
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in likes or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        dtype, source = node.kwargs.get("dtype"), node.args[0].meta.get("val")
+        if dtype is None or not isinstance(source, torch.Tensor) or source.dtype == dtype:
+            continue
+        with graph.inserting_before(node):
+            cast = graph.call_function(aten._to_copy.default, (node.args[0],), {"dtype": dtype})
+        cast.meta["val"] = source.to(dtype)
+        node.args = (cast, *node.args[1:])
+        node.kwargs = {k: v for k, v in node.kwargs.items() if k != "dtype"}
+        count += 1
+    if count:
+        program.graph_module.recompile()
+    return count
 
 
 def convert_inputs(ct, model, settings: CoreMLSettings, image: ImageInput | None) -> list:
@@ -216,7 +248,9 @@ def _convert_with_fallbacks(ct, source, model, settings: CoreMLSettings, inputs,
             decomposed.append(op)
             _MODULES[smaller] = _MODULES.get(source)
             source = smaller
-    if settings.frontend == "torch.export" and source in _MODULES:
+    # an int8 (PT2E) program stays on torch.export: the TorchScript frontend reads quantized_decomposed
+    # ops with TorchScript's arity and fails on them ("quantize_per_tensor got 6 inputs")
+    if settings.frontend == "torch.export" and source in _MODULES and not _quantized(source):
         try:
             mlmodel = _torchscript_route(ct, _MODULES[source], model, inputs, kwargs)
             return mlmodel, {"frontend": "torchscript (automatic fallback)", "after": tried}
@@ -225,6 +259,12 @@ def _convert_with_fallbacks(ct, source, model, settings: CoreMLSettings, inputs,
         except Exception as exc:  # both frontends failed: say so, naming the op of each
             tried.append(f"torchscript: {first_line(exc)}")
     raise describe_error(last_exc, model, settings, tried) from last_exc
+
+
+def _quantized(program) -> bool:
+    """Whether an ExportedProgram holds quantized_decomposed (PT2E int8) ops."""
+    return any(n.op == "call_function" and str(n.target).startswith("quantized_decomposed.")
+               for n in program.graph_module.graph.nodes)
 
 
 def unsupported_op(exc: BaseException) -> str | None:

@@ -137,6 +137,11 @@ class CoreMLSettings:
         frontend = str(values.get("frontend") or "torch.export")
         if frontend not in FRONTENDS:
             raise UsageError(f"--coreml-frontend {frontend!r}: choose torch.export or torchscript")
+        if precision == "int8" and frontend == "torchscript":  # int8 is the shared PT2E (torch.export) program
+            raise UsageError(
+                "--quantize int8 with --coreml-frontend torchscript: coremltools' TorchScript frontend does not read "
+                "the int8 program's quantize/dequantize ops; use the default torch.export frontend"
+            )
         image_input = values.get("image_input")
         metadata = {k: str(values[k]) for k in METADATA_KEYS if values.get(k) not in (None, "")}
         return cls(

@@ -1,8 +1,8 @@
 """The Core ML target: ExportedModel -> ML Program .mlpackage (or legacy .mlmodel) with coremltools.
 
 Flow: settings (format, deployment target: the lowest the precision allows unless given) -> int8 only:
-calibrate and quantize in PyTorch -> source (torch.export, or TorchScript) -> ct.convert (fp32 or
-fp16 compute) -> Core ML-side weight compression / pruning -> names and metadata -> save -> reload
+the run's shared PT2E int8 program (targets/coreml/int8.py) -> source (torch.export, or TorchScript)
+-> ct.convert (fp32 or fp16 compute) -> Core ML-side weight compression / pruning -> names and metadata -> save -> reload
 without compiling and check what can be checked on this host. Core ML executes only on macOS:
 elsewhere the artifact is marked unverified with the reason, never passed silently.
 """
@@ -37,6 +37,7 @@ class CoreMLTarget(Target):
     default_precision = "fp16"  # Core ML's own recommendation: the Neural Engine computes in fp16
     requires = ("coremltools",)
     supports_dynamic = True
+    shared_int8 = True  # int8 converts the run's shared PT2E program (targets/coreml/int8.py)
 
     @classmethod
     def read_settings(cls, options, precision=None) -> CoreMLSettings:
@@ -99,15 +100,17 @@ class CoreMLTarget(Target):
         details: dict[str, Any] = settings.to_dict()
         warnings: list[str] = []
         module = model.module
-        if precision == "int8":
-            module = _calibrated_int8(model, settings, options, calibration, details, warnings)
+        if precision == "int8":  # the run's shared PT2E program: same scales as the other targets
+            from edgekit.targets.coreml.int8 import shared_int8_module
+
+            module, details["quantization"] = shared_int8_module(model, settings, options, calibration)
         source, probabilities = steps.make_source(model, module, settings, image, classifier)
         inputs = steps.convert_inputs(ct, model, settings, image)
         mlmodel = steps.run_converter(ct, source, model, settings, precision, inputs, options.labels, probabilities)
         details.update(steps.route_details(mlmodel))  # which converter route worked (automatic fallbacks)
         try:
             if settings.format == "mlpackage":
-                mlmodel = quantize.compress_mlprogram(mlmodel, precision, settings.prune, prequantized=precision == "int8")
+                mlmodel = quantize.compress_mlprogram(mlmodel, precision, settings.prune)
             else:
                 mlmodel = quantize.compress_neuralnetwork(mlmodel, precision)
         except ValueError as exc:  # coremltools says which OS an op needs; settings should have caught it
@@ -237,30 +240,6 @@ class CoreMLTarget(Target):
             "size_bytes": file_digest(path)[0],
             "runtime": CoreMLRuntime().version(),
         }
-
-
-def _calibrated_int8(model, settings, options, calibration, details: dict, warnings: list):
-    """Calibrate and quantize in PyTorch (W8A8); record the facts and warn where the simulation
-    already loses more than the int8 tolerance. Returns the quantized module to convert."""
-    from edgekit.targets.coreml import quantize
-
-    module, facts = quantize.calibrated_int8(model.module, model.example_inputs, calibration or [], settings.prune)
-    facts["pytorch_simulation_cosine"] = quantize.simulated_cosine(model.module, module, (calibration or [])[:16])
-    details["int8_calibration"] = facts
-    floor = options.tolerance_for("int8").cosine
-    simulated = facts["pytorch_simulation_cosine"]
-    if simulated is not None and simulated < floor:
-        warnings.append(
-            f"coreml int8: simulated in PyTorch, W8A8 reaches cosine {simulated:.4f} against the float model "
-            f"on the calibration samples (int8 tolerance {floor}); per-tensor activation ranges lose too much "
-            "here: consider int8-weight-only or palettize8"
-        )
-    if facts["float_containers"]:
-        warnings.append(
-            f"coreml int8: layers inside {', '.join(facts['float_containers'])} stay float "
-            "(coremltools.optimize.torch cannot trace into those torch.nn containers)"
-        )
-    return module
 
 
 def _verification(path: str, spec) -> dict[str, Any]:

@@ -136,3 +136,90 @@ def test_registered_with_every_precision_coreai_opt_builds_on_linux():
     assert set(CoreAITarget.precisions) == {"none", "fp16", "int8", "int8-weight-only", "int4-weight-only",
                                             "palettize8", "palettize6", "palettize4"}
     assert CoreAITarget.suffix == ".aimodel" and CoreAITarget.available()
+
+
+def test_int8_takes_the_shared_pt2e_scales_and_equals_their_pytorch_simulation(tmp_path):
+    """The shared int8 program's quantize / dequantize ops, rewritten as coreai-torch's, convert to a
+    program whose interpreter output equals the PT2E graph run in PyTorch (the same scales, the same
+    integers), with int8 weight constants behind per-channel dequantize."""
+    import copy
+
+    from edgekit.quantize.config import QuantConfig
+    from edgekit.quantize.pt2e import quantize_program
+    from edgekit.targets.coreai import convert as steps
+    from edgekit.targets.coreai.int8 import to_coreai_ops
+
+    rng = np.random.default_rng(3)
+    module = models.small_cnn()
+    samples = [(rng.standard_normal((1, 3, 32, 32)).astype(np.float32),) for _ in range(8)]
+    exported = torch.export.export(module, (torch.from_numpy(samples[0][0]),), strict=False)
+    shared = quantize_program(exported, samples, QuantConfig(observer="minmax"))
+    graph = copy.deepcopy(shared.converted(fold_quantize=True))
+    assert to_coreai_ops(graph) == sum(1 for n in shared.converted().graph.nodes
+                                       if getattr(n.target, "namespace", None) == "quantized_decomposed")
+    path = str(tmp_path / "q.aimodel")
+    steps.convert_program(torch.export.export(graph, (torch.from_numpy(samples[0][0]),), strict=False), path)
+    info = analysis.summary(analysis.load_asset(path))
+    assert info["storage_types"]["Int8"] >= sum(p.numel() for p in module.parameters() if p.dim() > 1)
+    runtime = CoreAIRuntime().load(path)
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        simulated = shared.converted()(torch.from_numpy(x))[0].numpy()
+        eager = module(torch.from_numpy(x)).numpy()
+    ours = runtime.run([x])[0]
+    assert np.max(np.abs(ours - simulated)) < 1e-4 * np.abs(simulated).max()
+    assert np.max(np.abs(ours - eager)) > 1e-4 * np.abs(eager).max()  # quantized: not the float model
+
+
+def test_int8_convert_records_the_shared_recipe(tmp_path):
+    art = _convert(tmp_path, "int8", "tiny_transformer", calibration="random", calibration_samples=8,
+                   int8_calibration="minmax", mixed_precision="off")  # one recipe, no search: a cheap test
+    recipe = art.manifest["target_details"]["precision_recipe"]
+    assert art.status == "passed" and art.parity["cosine"] >= 0.999, art.parity
+    assert recipe["tool"].startswith("edgekit.quantize (PT2E") and recipe["quantize_ops_rewritten"] > 20
+    ops = art.manifest["target_details"]["ops"]
+    assert ops["quantize"] >= 10 and ops["dequantize"] >= ops["quantize"]
+
+
+class MaskedScores(nn.Module):
+    """A decoder's attention mask: made from integer positions and Python numbers only, so PyTorch
+    computes it in its default dtype (float32) even in an fp16 program."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x, pos):
+        mask = torch.where(torch.arange(8) <= pos, 0.0, -1e4)
+        return torch.softmax(self.proj(x) + mask, dim=-1)
+
+
+def masked_scores():
+    return MaskedScores().eval()
+
+
+def test_fp16_casts_default_dtype_results_so_a_masked_decoder_converts(tmp_path):
+    art = _convert(tmp_path, "fp16", "tests.targets.test_coreai:masked_scores", inputs=["x:1x8", "pos:1:int64"])
+    assert art.status == "passed" and art.parity["cosine"] >= 0.999, art.parity
+    assert art.manifest["target_details"]["precision_recipe"]["default_dtype_results_cast"] == 1
+    assert max(art.manifest["target_details"]["storage_types"], key=art.manifest["target_details"]["storage_types"].get) != "Float32"
+
+
+def test_the_ios_app_packages_an_aimodel_for_its_core_ai_runner(tmp_path):
+    """`edgekit package --app ios` copies the .aimodel and names the runtime and the function that
+    sample_apps/ios/EdgekitDemo/CoreAIRunner.swift loads."""
+    from pathlib import Path
+
+    from edgekit.package import APPS, MODEL_INFO_FILE, package
+
+    art = _convert(tmp_path / "out", "none")
+    app = Path(shutil.copytree(Path(__file__).resolve().parents[2] / "sample_apps" / "ios", tmp_path / "ios",
+                               ignore=shutil.ignore_patterns("build")))
+    package([art.path], "ios", app)
+    (entry,) = json.loads((app / APPS["ios"].models_dir / MODEL_INFO_FILE).read_text())["models"]
+    assert (entry["runtime"], entry["format"], entry["method"]) == ("coreai", "aimodel", "main")
+    assert (app / APPS["ios"].models_dir / os.path.basename(art.path) / "main.mlirb").is_file()
+    assert [(t["name"], t["dtype"]) for t in entry["inputs"]] == [("x", "float32")]
+    swift = (app / "EdgekitDemo" / "ModelRunner.swift").read_text()
+    assert 'case "coreai":' in swift and "CoreAIRunner.load(entry: entry, url: url)" in swift

@@ -136,3 +136,15 @@ def test_fp16_results_are_rounded_to_the_declared_type():
     graph = Graph([("x", 0, f16)], [("y", 1)], [Op("mul", [0, 2], [1], [f16])], {2: np.array([3.0], np.float16)})
     out = interpreter.Interpreter(Program({"main": graph})).run([np.array([1 / 3], np.float16)])[0]
     assert out.dtype == np.float16 and out[0] == np.float16(np.float16(1 / 3).astype(np.float32) * 3)
+
+
+def test_reverse_documented_examples_and_negative_and_several_axes():
+    np.testing.assert_array_equal(call("reverse", np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32), np.array([0], np.int32)),
+                                  [5.0, 4.0, 3.0, 2.0, 1.0])
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(call("reverse", x, np.array([1], np.int32)), x[:, ::-1])  # each row reversed
+    y = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(call("reverse", y, np.array([-1, 0], np.int16)), torch.flip(torch.from_numpy(y), [2, 0]).numpy())
+    np.testing.assert_array_equal(call("reverse", y, np.array([], np.int32)), y)
+    with pytest.raises(interpreter.OpError, match="invalid for rank 2"):
+        call("reverse", x, np.array([1, -1], np.int32))  # the same axis twice

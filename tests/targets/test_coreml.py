@@ -89,13 +89,6 @@ def _assert_verified_on_linux(art, status="passed"):
 
 
 @pytest.fixture(scope="session")
-def calibration_mlp(tmp_path_factory):
-    path = tmp_path_factory.mktemp("coreml-calib") / "mlp.npz"
-    np.savez(path, x=np.random.default_rng(1).standard_normal((40, 1, 64)).astype(np.float32))
-    return str(path)
-
-
-@pytest.fixture(scope="session")
 def wide_sizes(tmp_path_factory):
     """Weight bytes of the wide MLP's package per precision (one conversion each, shared)."""
     out = tmp_path_factory.mktemp("coreml-wide")
@@ -155,37 +148,6 @@ def test_weight_precisions_pick_the_lowest_deployment_target(tmp_path, precision
     info = CoreMLTarget().inspect(art.path)
     assert {t["dtype"] for t in info["quantized_tensors"]} == {dtype}
     assert info["summary"]["deployment target"] == f"{target} / macOS{ {'iOS16': 13, 'iOS18': 15}[target] }"
-
-
-def test_int8_calibrates_on_the_pytorch_side(tmp_path, calibration_mlp):
-    art = _convert(tmp_path, "mlp", "int8", calibration=calibration_mlp, calibration_samples=32)
-    _assert_verified_on_linux(art)
-    assert art.parity["real_inputs"] and 0.99 < art.parity["cosine"] < 0.99999
-    details = _details(art)
-    assert details["deployment_target"] == "iOS17"  # activation quantize/dequantize ops
-    assert details["ops"]["quantize"] >= 3 and details["ops"]["dequantize"] >= 3
-    assert details["ops"]["constexpr_affine_dequantize"] == 3  # every Linear: int8 weights
-    calibration = details["int8_calibration"]
-    assert calibration["quantized_layers"] == 3 and calibration["calibration_samples"] == 32
-    assert calibration["pytorch_simulation_cosine"] > 0.98
-    assert art.manifest["calibration"]["samples"] == 32
-
-
-def test_int8_of_untraceable_containers_is_refused_not_published_as_int8(tmp_path):
-    """Only the head is traceable as linear (the encoder is a container coremltools' W8A8 cannot
-    reach): a mostly-float artifact is never published as int8 (issue 11 item 6)."""
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=np.random.default_rng(2).standard_normal((24, 1, 16, 32)).astype(np.float32))
-    with pytest.raises(edgekit.errors.ConversionError) as info:
-        edgekit.convert(
-            None, model_factory=models.FACTORIES["tiny_transformer"], target="coreml", quantize="int8",
-            inputs=models.INPUT_SPECS["tiny_transformer"], calibration=str(calib), output_dir=str(tmp_path / "out"),
-            reporter=Reporter(),
-        )
-    message = str(info.value)
-    assert message.startswith("coreml int8: only 1.5% of weights and 1/13 compute ops are int8 in the artifact")
-    assert "not published as int8" in message and "--quantize int8-dynamic" in message
-    assert not (tmp_path / "out" / "model_int8.mlpackage").exists()
 
 
 @pytest.mark.parametrize("precision", ["int8-weight-only", "palettize4"])

@@ -162,15 +162,31 @@ def test_fp32_programs_match_eager_pytorch(tmp_path, eval_files, factory, inputs
         assert details["ops"]["lstm"] == 1
 
 
-def test_a_converter_defect_is_caught_boolean_key_padding_mask(tmp_path, eval_files):
+def test_boolean_key_padding_mask_converts_right(tmp_path, eval_files):
     """Measured: coremltools 9's torch.export frontend drops zeros_like's dtype, so PyTorch's boolean key
-    padding mask arrives in attention as a boolean "attend here" mask: real tokens get -30000, padding
-    0. Core ML would compute the same wrong program; the interpreter reports it as failed."""
+    padding mask arrived in attention as a boolean "attend here" mask (real tokens -30000, padding 0):
+    cosine 0.81, found by the interpreter. edgekit casts the mask before zeros_like
+    (convert.cast_like_inputs), and the program now computes the model."""
     art = _convert(tmp_path, "tests.targets.test_coreml_interp:boolean_masked_encoder", ["x:1x12x32", "mask:1x12"],
                    "none", eval_files["encoder"])
-    assert art.status == "failed"
-    assert art.parity["cosine"] < 0.95
-    assert art.parity["reasons"][0].startswith("output_0: cosine ")
+    assert art.status == "passed", art.parity
+    assert art.parity["cosine"] > 0.99999 and art.parity["outputs"][0]["max_abs"] < 1e-4
+
+
+def test_like_ops_read_their_dtype_in_the_core_ml_graph():
+    """The rewrite itself: zeros_like(bool, dtype=float32) reads a float32 cast; a same-dtype like is left."""
+    import torch
+
+    from edgekit.targets.coreml.convert import cast_like_inputs
+
+    program = torch.export.export(boolean_masked_encoder(), (torch.randn(1, 12, 32), torch.ones(1, 12)), strict=False)
+    program = program.run_decompositions({})
+    likes = [n for n in program.graph.nodes if n.target is torch.ops.aten.zeros_like.default]
+    assert [n.kwargs.get("dtype") for n in likes] == [torch.float32] and likes[0].args[0].meta["val"].dtype == torch.bool
+    assert cast_like_inputs(program) == 1
+    assert "dtype" not in likes[0].kwargs and likes[0].args[0].target is torch.ops.aten._to_copy.default
+    assert likes[0].args[0].meta["val"].dtype == torch.float32
+    assert cast_like_inputs(program) == 0  # idempotent
 
 
 class TokenBag(nn.Module):

@@ -62,13 +62,13 @@ enum Benchmark {
         let loaded = Memory.resident().0
         let prepared = try runner.prepare(inputs)
         start = DispatchTime.now()
-        _ = try runner.run(prepared)
+        _ = try await runner.run(prepared)
         let firstMs = ms(since: start)
-        for _ in 0..<warmup { _ = try runner.run(prepared) }
+        for _ in 0..<warmup { _ = try await runner.run(prepared) }
         var samples = [Double]()
         for _ in 0..<max(runs, 1) {
             start = DispatchTime.now()
-            _ = try runner.run(prepared)
+            _ = try await runner.run(prepared)
             samples.append(ms(since: start))
         }
         let model = baseline.flatMap { b in loaded.map { $0 - b } }

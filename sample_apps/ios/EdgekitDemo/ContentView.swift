@@ -132,12 +132,12 @@ struct ContentView: View {
             guard let url = ModelCatalog.fileURL(entry.file) else { throw AppError("\(entry.file) is not in the app bundle") }
             let runner = try await Runners.open(entry, url: url, computeUnits: computeUnits, threads: 1)
             let (fresh, mask) = try inputs(entry, text: textA)
-            let outputs = try runner.run(inputs: try feedState(fresh, previous: stateOutputs, links: entry.state))
+            let outputs = try await runner.run(inputs: try feedState(fresh, previous: stateOutputs, links: entry.state))
             if entry.task == "text-embedding", entry.text?.tokenizer != nil,
                let index = outputs.firstIndex(where: { $0.info.role == "embedding" }) {
                 let (second, maskB) = try inputs(entry, text: textB)
                 let a = Postprocess.embedding(outputs[index], mask: mask)
-                let b = Postprocess.embedding(try runner.run(inputs: second)[index], mask: maskB)
+                let b = Postprocess.embedding(try await runner.run(inputs: second)[index], mask: maskB)
                 output = String(format: "cosine similarity: %.4f (%d-d embeddings)", Postprocess.cosine(a, b), a.count)
             } else if !entry.state.isEmpty {
                 stateOutputs = outputs

@@ -70,7 +70,7 @@ struct ModelEntry: Decodable, Identifiable {
     let name: String
     let target: String
     let format: String
-    let runtime: String  // coreml | executorch
+    let runtime: String  // coreml | executorch | coreai
     let precision: String?
     let task: String  // image-classification | text-classification | text-embedding | tensor
     let sizeBytes: Int

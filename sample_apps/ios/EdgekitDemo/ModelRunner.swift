@@ -8,11 +8,11 @@ protocol ModelRunner: AnyObject {
     var runtimeVersion: String? { get }
     var delegate: String { get }
     func prepare(_ inputs: [TensorData]) throws -> Any
-    func run(_ prepared: Any) throws -> [TensorData]
+    func run(_ prepared: Any) async throws -> [TensorData]  // async for Core AI; the others run synchronously
 }
 
 extension ModelRunner {
-    func run(inputs: [TensorData]) throws -> [TensorData] { try run(prepare(inputs)) }
+    func run(inputs: [TensorData]) async throws -> [TensorData] { try await run(prepare(inputs)) }
 }
 
 enum Runners {
@@ -35,6 +35,13 @@ enum Runners {
             return try ExecuTorchRunner(entry: entry, url: url)
             #else
             throw AppError("\(entry.file): this build has no ExecuTorch; build with project-executorch.yml (iOS 17+)")
+            #endif
+        case "coreai":
+            #if canImport(CoreAI)
+            if #available(iOS 27.0, *) { return try await CoreAIRunner.load(entry: entry, url: url) }
+            throw AppError("\(entry.file): Core AI needs iOS 27 or newer")
+            #else
+            throw AppError("\(entry.file): this build has no Core AI; build with the iOS 27 SDK (Xcode 27)")
             #endif
         default:
             throw AppError("\(entry.file): runtime '\(entry.runtime)' is not in the iOS app")
