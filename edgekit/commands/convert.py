@@ -42,8 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--calibration", metavar="PATH", help=".npz/.npy, image folder, module:function, or 'random'")
     p.add_argument("--calibration-samples", type=int, default=100, metavar="N")
     p.add_argument("--int8-calibration", choices=CALIBRATIONS, default="auto",
-                   help="--quantize int8 activation ranges: auto (default: try histogram, minmax and percentile, keep "
-                   "the one that agrees best with the float model on held-back calibration samples) or one observer")
+                   help="--quantize int8 calibration: auto (default: try the candidate recipes, keep the one that agrees "
+                   "best with the float model on held-back calibration samples), one observer, or one algorithm "
+                   "(cle, bias-correction, smoothquant, adaround: learned weight rounding, minutes on a CPU)")
     p.add_argument("--mixed-precision", default="auto", metavar="auto|off|weights=W,flops=F",
                    help="--quantize int8: when int8 misses the tolerance on held-back calibration samples, keep the "
                    "fewest layers float that meet it (auto, default: at most 6.7%% of weights and 10%% of FLOPs float); "

@@ -2,13 +2,14 @@
 and SmoothQuant change the float graph before it is prepared; bias correction changes the biases of
 the calibrated graph. Each is exact on the float model (equalization and SmoothQuant rescale, bias
 correction only moves the int8 model towards the float one), so a recipe is judged like any other
-candidate: on the held-back calibration samples (edgekit/quantize/pt2e.py).
+candidate: on the held-back calibration samples (edgekit/quantize/pt2e.py). AdaRound (adaround.py)
+changes the calibrated weights: each is rounded up or down, whichever reconstructs its layer's output.
 
 Named opt-ins (``--int8-calibration NAME``), measured in docs/quantize.md ("Algorithms"):
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edgekit.quantize.config import Recipe
 
@@ -18,6 +19,7 @@ NAMED = {
     "bias-correction": Recipe("histogram", bias_correction=True),
     "cle-bias-correction": Recipe("histogram", equalize=True, bias_correction=True),
     "smoothquant": Recipe("histogram", smoothquant=0.5),
+    "adaround": Recipe("histogram", adaround=True),
 }
 
 __doc__ += "".join(f"\n- ``{name}``: {recipe.name}" for name, recipe in NAMED.items())
@@ -45,9 +47,22 @@ def before_prepare(graph, recipe: Recipe, samples: Sequence[tuple]) -> dict[str,
     return notes
 
 
-def after_calibrate(prepared, recipe: Recipe, samples: Sequence[tuple]) -> dict[str, Any]:
-    """Apply the recipe's post-calibration corrections to ``prepared`` in place; returns notes."""
+def after_calibrate(prepared, recipe: Recipe, samples: Sequence[tuple],
+                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Apply the recipe's post-calibration corrections to ``prepared`` in place; returns notes.
+    ``say`` gets a progress line per layer where a step is long (AdaRound)."""
     notes: dict[str, Any] = {}
+    if recipe.adaround:  # before bias correction: the shift is then measured on the weights that ship
+        from edgekit.quantize.adaround import adaround
+
+        rounded = adaround(prepared, samples, say=say)
+        learned = [r for r in rounded if r.kept != "nearest"]
+        notes["adaround_layers"] = len(learned)
+        notes["adaround_kept_nearest"] = len(rounded) - len(learned)
+        notes["adaround_weights_changed"] = sum(r.changed for r in learned)
+        if learned:  # the held-out output error of the rounded layers, relative to nearest rounding
+            nearest = max(1e-30, sum(r.error_nearest for r in learned))
+            notes["adaround_error_ratio"] = round(sum(r.error_adaround for r in learned) / nearest, 4)
     if recipe.bias_correction:
         from edgekit.quantize.equalize import correct_bias
 

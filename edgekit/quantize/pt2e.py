@@ -73,11 +73,12 @@ class QuantizedProgram:
         out["kept_float"] = float_decisions(self.converted(fold_quantize=True))
         if self.recurrent is not None:
             out["recurrent"] = self.recurrent
-            bmm = out["kept_float"].pop("bmm", None) if self.recurrent.get("packed_lstm_layers") else None
-            if bmm:  # not attention scores here: the LSTM's recurrence (both directions per bmm)
+            packed = any(key.startswith("packed_") for key in self.recurrent)
+            bmm = out["kept_float"].pop("bmm", None) if packed else None
+            if bmm:  # not attention scores here: the recurrence of a packed LSTM/GRU/RNN (both directions per bmm)
                 out["kept_float"]["recurrent_matmul"] = {
                     "count": bmm["count"],
-                    "why": "an LSTM's state x recurrent-weight batched matmul, one per step (both directions): "
+                    "why": "a recurrent layer's state x recurrent-weight batched matmul, one per step (both directions): "
                            "edgekit's annotator quantizes no bmm, so the recurrent weights and the state fed "
                            "back each step stay float32; the input projections are int8 linears"}
         tables = embedding_tables(self.converted(fold_quantize=True))
@@ -211,28 +212,26 @@ def _buffers_as_parameters(graph_module) -> None:
 
 
 def pack_recurrent(exported_program) -> tuple[Any, dict | None]:
-    """(program, facts): every static-shape ``aten.lstm`` rebuilt as one input-projection linear per
-    direction and layer + a matmul per step (targets/executorch/recurrent.py) BEFORE annotation, so
-    the input projections (most of an LSTM's weights when the input is wider than the state) are
-    int8 linears; ``aten.lstm`` itself is quantized by no PT2E quantizer and stays float32. Facts
-    are None when the program has no LSTM; a failed packing keeps the program as it is."""
-    import torch
+    """(program, facts): every static-shape ``aten.lstm`` / ``aten.gru`` / ``aten.rnn_*`` rebuilt as
+    one input-projection linear per direction and layer + a matmul per step
+    (targets/executorch/recurrent.py) BEFORE annotation, so the input projections (most of a
+    recurrent layer's weights when the input is wider than the state) are int8 linears; the aten
+    recurrent ops themselves are quantized by no PT2E quantizer and would stay float32. Facts are
+    None when the program has none; a failed packing keeps the program as it is."""
+    from edgekit.targets.executorch.recurrent import pack_recurrent_layers, packable_op
 
-    if not any(n.op == "call_function" and n.target is torch.ops.aten.lstm.input
-               for n in exported_program.graph_module.graph.nodes):
+    if not any(packable_op(n) for n in exported_program.graph_module.graph.nodes):
         return exported_program, None
-    from edgekit.targets.executorch.recurrent import pack_lstms
-
     try:
-        packed, facts = pack_lstms(exported_program)
-    except Exception as exc:  # noqa: BLE001 - the unpacked LSTM still quantizes its other layers; the coverage check judges
+        packed, facts = pack_recurrent_layers(exported_program)
+    except Exception as exc:  # noqa: BLE001 - the unpacked layer still quantizes its other layers; the coverage check judges
         return exported_program, {"not_packed": [_first_line(exc)]}
     if packed is None:
         return exported_program, facts
     return packed, facts
 
 
-def _prepare(graph_module, recipe: Recipe, config: QuantConfig, samples: Sequence[tuple]):
+def _prepare(graph_module, recipe: Recipe, config: QuantConfig, samples: Sequence[tuple], say=None):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from edgekit.quantize.annotate import edgekit_quantizer
@@ -244,7 +243,7 @@ def _prepare(graph_module, recipe: Recipe, config: QuantConfig, samples: Sequenc
     notes = before_prepare(graph, recipe, samples)  # CLE / SmoothQuant (nothing for a plain observer)
     prepared = prepare_pt2e(graph, quantizer)
     calibrate(prepared, samples)
-    notes.update(after_calibrate(prepared, recipe, samples))  # bias correction
+    notes.update(after_calibrate(prepared, recipe, samples, say=say))  # AdaRound, bias correction
     prepared.meta["edgekit_algorithms"] = notes
     return prepared, quantizer
 
@@ -271,7 +270,9 @@ def quantize_program(exported_program, calibration_samples: Sequence, config: Qu
     exported_program, recurrent = pack_recurrent(exported_program)
     graph = copy.deepcopy(exported_program.module())
     canonical_convolutions(graph)
-    recipes = config.candidates()
+    from edgekit.quantize.smoothquant import has_norm_linear
+
+    recipes = config.candidates(norm_linear=has_norm_linear(graph))
     calibrate_part, heldout = split(samples, config)
     if not heldout or len(recipes) == 1:
         recipes = recipes[:1]
@@ -285,7 +286,8 @@ def quantize_program(exported_program, calibration_samples: Sequence, config: Qu
         start = time.perf_counter()
         candidate = Candidate(recipe, heldout_inputs=len(heldout) if reference else 0)
         try:
-            prepared, quantizer = _prepare(graph, recipe, config, calibrate_part)
+            prepared, quantizer = _prepare(graph, recipe, config, calibrate_part,
+                                           say=reporter.info if reporter is not None else None)
             candidate.notes.update(prepared.meta.get("edgekit_algorithms", {}))
             if reference:
                 scores = agreement(reference, run_graph(convert_pt2e(copy.deepcopy(prepared)), heldout))

@@ -44,6 +44,12 @@ def _norm_nodes(gm) -> list[tuple[Any, list, list]]:
     return out
 
 
+def has_norm_linear(gm) -> bool:
+    """Whether ``gm`` has a LayerNorm (with weight and bias) read by a linear layer: where
+    SmoothQuant can act, so where ``auto`` tries it."""
+    return bool(_norm_nodes(gm))
+
+
 def _attr(gm, name: str):
     owner_name, _, field = name.rpartition(".")
     return getattr(gm.get_submodule(owner_name) if owner_name else gm, field)

@@ -11,8 +11,10 @@ kept a recipe that flipped half the confident predictions of a real CNN (issue 1
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from edgekit.errors import ConversionError, EdgekitError, UsageError
 
@@ -116,57 +118,143 @@ def _pt2e_bytes(target, model, shared, options, workdir: str, detail: dict | Non
         content = fh.read()
     os.remove(path)
     content = to_float_io(content) if options.io == "float" else content
-    # layers kept float by mixed precision must stay float: only a program without them is touched
-    hybrid = 0 if shared.config.float_nodes else float_weight_fully_connected_bytes(content, path)
+    fcs = fully_connected_ops(content)
+    kept, unaligned = kept_float_layers(graph, fcs)
+    kept_at = {fc.position for fc in kept}
+    hybrid = [fc for fc in fcs if fc.float_weight and fc.position not in kept_at]
+    if unaligned and hybrid:  # kept-float layers cannot be told from folded int8 ones: touch nothing
+        if detail is not None:
+            detail["float_output_layers"] = {"count": 0, "left_float": len(hybrid), "why": unaligned}
+        return content
+    if kept and detail is not None:
+        detail["float_linear_layers"] = {
+            "layers": [fc.module for fc in kept],
+            "why": "kept float by mixed precision (linears of the int8 program without int8 weights)",
+        }
     if not hybrid:
         return content
+    content = int8_float_output_layers(content, keep=[fc.scope for fc in kept])
+    after = fully_connected_ops(content)
+    if any(not after[fc.position].float_weight for fc in kept) or len(after) != len(fcs):
+        raise EdgekitError(f"edgekit bug: requantizing the float-output layers of the int8 .tflite also "
+                           f"quantized a layer mixed precision kept float ({', '.join(fc.module for fc in kept)})")
+    left = sum(1 for fc in after if fc.float_weight) - len(kept)
     if detail is not None:
         detail["float_output_layers"] = {
-            "count": hybrid,
+            "count": len(hybrid) - left,
             "lowered_as": "hybrid FULLY_CONNECTED: int8 per-channel weights, input quantized per call, float output "
                           "(ai-edge-quantizer dynamic-range recipe on these ops only)",
             "why": "TFLite has no static int8 FULLY_CONNECTED with a float output; these layers keep one "
                    "(the residual stream: kept_float)",
+            **({"left_float": left} if left else {}),
         }
-    return int8_float_output_layers(content)
+    return content
 
 
-def float_weight_fully_connected_bytes(content: bytes, scratch: str) -> int:
-    with open(scratch, "wb") as fh:
-        fh.write(content)
-    try:
-        return float_weight_fully_connected(scratch)
-    finally:
-        os.remove(scratch)
+@dataclass(frozen=True)
+class FullyConnected:
+    """One FULLY_CONNECTED op of a .tflite flatbuffer, in operator order."""
+    position: int  # among the FULLY_CONNECTED ops of the file
+    scope: str  # its output tensor names, as ai-edge-quantizer's recipes match ops
+    shape: tuple[int, ...]  # of its weight: (out features, in features), as torch stores a linear's
+    float_weight: bool  # the weight is stored float32
+    module: str = ""  # the PyTorch module path of the linear it lowers (set when aligned)
 
 
-def float_weight_fully_connected(path: str) -> int:
-    """FULLY_CONNECTED ops of a .tflite file whose weights are float32."""
-    from edgekit.targets.tflite.runtime import TFLiteRuntime
-
-    interpreter = TFLiteRuntime().load(path).interpreter
-    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
-    return sum(1 for op in interpreter._get_ops_details()
-               if op["op_name"] == "FULLY_CONNECTED" and len(op["inputs"]) > 1
-               and getattr(dtypes.get(op["inputs"][1]), "__name__", "") == "float32")
+_FULLY_CONNECTED = 9  # BuiltinOperator.FULLY_CONNECTED in the TFLite schema
+_FLOAT32 = 0  # TensorType.FLOAT32
 
 
-def int8_float_output_layers(content: bytes) -> bytes:
+def fully_connected_ops(content: bytes) -> list[FullyConnected]:
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(content)
+    found = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != _FULLY_CONNECTED or len(op.inputs) < 2:
+                continue
+            weight = subgraph.tensors[op.inputs[1]]
+            found.append(FullyConnected(len(found), fb.get_op_scope(op, subgraph.tensors),
+                                        tuple(int(d) for d in weight.shape), weight.type == _FLOAT32))
+    return found
+
+
+def program_linears(graph) -> list[tuple[str, tuple[int, ...], bool]]:
+    """(module path, weight shape, int8 weight?) of every linear of a converted PT2E GraphModule, in
+    graph order. A quantized linear reads its weight through a dequantize node; a linear that mixed
+    precision keeps float reads the float parameter itself."""
+    import torch
+
+    linears = []
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default:
+            continue
+        weight = node.args[1]
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        module = stack[-1][0] if stack else node.name
+        linears.append((module, _constant_shape(graph, weight), "dequantize" in str(getattr(weight, "target", ""))))
+    return linears
+
+
+def _constant_shape(graph, node) -> tuple[int, ...]:
+    """Shape of the constant behind ``node`` (through its quantize / dequantize chain); () if none."""
+    while getattr(node, "op", None) == "call_function" and node.args:
+        node = node.args[0]
+    if getattr(node, "op", None) != "get_attr":
+        return ()
+    value = graph
+    for part in node.target.split("."):
+        value = getattr(value, part, None)
+    return tuple(int(d) for d in getattr(value, "shape", ()))
+
+
+def kept_float_layers(graph, fcs: list[FullyConnected]) -> tuple[list[FullyConnected], str]:
+    """The FULLY_CONNECTED ops that lower the linears the program keeps float, and "" ; or [] and why
+    they cannot be told apart. Aligned by position: litert-torch lowers every linear to one
+    FULLY_CONNECTED in graph order. Weight values cannot tell them apart (a folded int8 weight and a
+    float weight are both float32 constants), so the alignment is checked by structure: as many ops
+    as linears, the same weight shapes, and every kept-float linear's op holding a float32 weight."""
+    linears = program_linears(graph)
+    if all(int8 for _, _, int8 in linears):
+        return [], ""
+    if len(linears) != len(fcs):
+        return [], (f"{len(fcs)} FULLY_CONNECTED ops for {len(linears)} linear layers: the layers mixed "
+                    "precision keeps float cannot be told from the int8 ones, so none was requantized")
+    kept = []
+    for (module, shape, int8), fc in zip(linears, fcs):
+        if shape and shape != fc.shape or (not int8 and not fc.float_weight):
+            return [], (f"FULLY_CONNECTED op {fc.position} (weight {list(fc.shape)}) does not lower linear "
+                        f"{module} ({list(shape)}): the layers mixed precision keeps float cannot be told "
+                        "from the int8 ones, so none was requantized")
+        if not int8:
+            kept.append(dataclasses.replace(fc, module=module))
+    return kept, ""
+
+
+def int8_float_output_layers(content: bytes, keep: Sequence[str] = ()) -> bytes:
     """int8 weights for the linear layers the shared program keeps with a FLOAT output (a transformer's
     residual stream, edgekit.quantize.annotate). TFLite has no static int8 FULLY_CONNECTED with a float
     output, so litert-torch folds their int8 weights back into float32 constants (MiniLM: 36.7 MB
     instead of 23.5 MB). ai-edge-quantizer's dynamic-range recipe, restricted to FULLY_CONNECTED ops
     that still hold float weights, stores them int8 per channel and runs them as hybrid kernels
-    (input quantized per call); every static int8 op is left as it is. Measured on MiniLM + intent
+    (input quantized per call); every static int8 op, and every op whose scope is in ``keep`` (the
+    linears mixed precision keeps float), is left as it is. Measured on MiniLM + intent
     head: cosine to FP32 0.9950 -> 0.9945, 0.40x -> 0.26x of FP32, 9.4 -> 3.8 ms per call here."""
     import contextlib
     import io
+    import re
 
     from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     rules = recipe.dynamic_wi8_afp32()
     for rule in rules:
         rule["operation"] = "FULLY_CONNECTED"
+    # later rules win: the kept-float layers by their exact scope
+    rules += [{"regex": "^" + re.escape(scope) + "$", "operation": "FULLY_CONNECTED",
+               "algorithm_key": AlgorithmName.NO_QUANTIZE} for scope in keep]
     qt = quantizer.Quantizer(content)
     qt.load_quantization_recipe(rules)
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints sizes and progress bars

@@ -229,11 +229,12 @@ def test_smoothquant_keeps_a_post_ln_residual_exact(outlier_norm_model, digits_s
 
 
 def test_recipes_are_named_and_validated():
-    assert {"mse", "mean-minmax", "cle", "bias-correction", "cle-bias-correction", "smoothquant"} <= set(CALIBRATIONS)
+    assert {"mse", "mean-minmax", "cle", "bias-correction", "cle-bias-correction", "smoothquant", "adaround"} <= set(CALIBRATIONS)
     assert QuantConfig(observer="cle-bias-correction").candidates()[0].name == "histogram+cle+bias-correction"
     assert Recipe("mse", smoothquant=0.5).name == "mse+smoothquant0.5"
-    with pytest.raises(UsageError, match="unknown int8 calibration 'adaround'; valid: auto, minmax"):
-        QuantConfig(observer="adaround")
+    assert QuantConfig(observer="adaround").candidates()[0].name == "histogram+adaround"
+    with pytest.raises(UsageError, match="unknown int8 calibration 'gptq'; valid: auto, minmax"):
+        QuantConfig(observer="gptq")
 
 
 def test_manifest_records_the_algorithm_and_its_notes(corrected_program):
@@ -242,3 +243,14 @@ def test_manifest_records_the_algorithm_and_its_notes(corrected_program):
     assert manifest["chosen"] == "histogram+bias-correction"
     assert candidate["bias_corrected_layers"] == 6  # 5 convolutions and the classifier
     assert np.isfinite(candidate["seconds"])
+
+
+def test_auto_tries_smoothquant_where_a_layernorm_feeds_a_linear(depthwise_exported):
+    """By graph structure, not by name: the norm -> linear block gets the SmoothQuant candidate, a CNN does not."""
+    from edgekit.quantize.smoothquant import has_norm_linear
+
+    transformer_like = torch.export.export(NormThenLinear().eval(), (torch.zeros(1, 64),)).module()
+    assert has_norm_linear(transformer_like) and not has_norm_linear(depthwise_exported.module())
+    assert [r.name for r in QuantConfig().candidates(norm_linear=True)] == [
+        "histogram", "histogram+bias-correction", "histogram+smoothquant0.5", "minmax"]
+    assert [r.name for r in QuantConfig().candidates()] == ["histogram", "histogram+bias-correction", "minmax", "percentile"]
