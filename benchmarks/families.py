@@ -3,7 +3,7 @@
     python -m benchmarks.families lstm      # CRNN recognizer: ExecuTorch (PyTorch's decomposition vs the
                                             # packed LSTM route) vs TFLite conversion time, nodes, size, latency
     python -m benchmarks.families matrix [--families crnn,decoder,efficientnet,minilm] [--targets ...]
-                                         [--eval-samples 8]
+                                         [--eval-samples N]   # default: each family's EVAL_SAMPLES
     python -m benchmarks.families render    # the section from the JSON results alone
 
 Families (real models where this machine has them):
@@ -41,6 +41,12 @@ TARGETS = ("tflite", "executorch", "onnx", "torchscript-lite", "coreml", "coreai
 PRECISIONS = ("none", "fp16", "int8-dynamic", "int8")
 CRNN_INPUT = "image:1x1x32x128"
 DECODER_WORK = "/tmp/edgekit-decoder-lm"
+# evaluation samples per family: enough that top-1 is judged on >= 10 inputs where FP32 is confident
+# (edgekit.verify's rule; with fewer it falls back to all inputs, where one hesitant flip of 8 is 0.875).
+# `python -m benchmarks.families confident` counts them on the FP32 models: MiniLM + intent head is
+# confident on few fortunes sentences (they are not intents: 1 of the first 8), EfficientNet-Lite0 on about
+# a third of the photo views. CRNN: each of a line's 32 time steps is a row, so 32 lines give ~1,000 rows.
+EVAL_SAMPLES = {"crnn": 32, "decoder": 32, "efficientnet": 64, "minilm": 200}
 
 
 class CRNN(nn.Module):
@@ -218,9 +224,15 @@ def _family(name: str, work: str) -> dict:
                 "calibration": steps, "eval": steps}
     from benchmarks.suite import cases
 
-    case = cases.efficientnet(quick=True) if name == "efficientnet" else cases.minilm(quick=True)
+    build = cases.efficientnet if name == "efficientnet" else cases.minilm
+    # calibration: the quick case's (what int8 costs stays as measured); evaluation: the full case's larger
+    # set, less any input that is also a calibration input (a photo's centre view is in both sets)
+    case, full = build(quick=True), build(quick=False)
     np.savez(cal, **case.calibration)
-    np.savez(ev, **case.evaluation)
+    first = case.input_names[0]
+    seen = {row.tobytes() for row in case.calibration[first]}
+    keep = np.array([row.tobytes() not in seen for row in full.evaluation[first]])
+    np.savez(ev, **{k: v[keep][:EVAL_SAMPLES[name]] for k, v in full.evaluation.items()})
     return {"title": case.title, "factory": case.factory, "inputs": case.inputs, "calibration": cal, "eval": ev}
 
 
@@ -246,25 +258,56 @@ def _cell(family: dict, target: str, precision: str, out: str, eval_samples: int
                 "trace": traceback.format_exc().splitlines()[-3:]}
     details = (art.manifest or {}).get("target_details", {})
     delegation = details.get("delegation") or {}
-    route = ((details.get("lowering") or {}).get("route") or ((details.get("quantization") or {}).get("lstm") or {}).get("route")
-             or details.get("conversion_route"))
-    return {
+    quantization = details.get("quantization") or {}
+    route = ((details.get("lowering") or {}).get("route") or (quantization.get("lstm") or {}).get("route")
+             or (quantization.get("recurrent") or {}).get("route") or details.get("conversion_route"))
+    parity = art.parity or {}
+    timing = _int8_timing(art.manifest or {})
+    return {**timing,
         "status": art.status, "seconds": round(time.perf_counter() - start, 1), "bytes": art.size_bytes,
-        "cosine": art.parity.get("cosine") if art.parity else None,
-        "top1": art.parity.get("top1") if art.parity else None,
+        "cosine": parity.get("cosine"), "top1": parity.get("top1"),
+        "eval_samples": eval_samples, "confident_samples": parity.get("confident_samples"),
         "delegated_percent": delegation.get("delegated_percent"), "route": route,
         "error": art.error, "reasons": (art.parity or {}).get("reasons"),
     }
 
 
-def run_matrix(families: list[str], targets: list[str], eval_samples: int) -> None:
+def _nested(block, key: str):
+    """The first value under ``key`` in a manifest's nested dicts."""
+    if isinstance(block, dict):
+        if key in block:
+            return block[key]
+        for value in block.values():
+            found = _nested(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _int8_timing(manifest: dict) -> dict:
+    """Where a static int8 conversion's time went: seconds per calibration recipe tried, and the
+    mixed-precision search (what the manifest records)."""
+    out = {}
+    candidates = _nested(manifest.get("target_details"), "candidates")
+    if isinstance(candidates, list) and candidates:
+        out["int8_candidates"] = {c.get("name"): c.get("seconds") for c in candidates if isinstance(c, dict)}
+    mixed = _nested(manifest.get("quantization"), "mixed_precision")
+    if isinstance(mixed, dict):
+        out["mixed_precision"] = {k: mixed.get(k) for k in ("searched", "met", "shipped", "seconds")}
+    return out
+
+
+def run_matrix(families: list[str], targets: list[str], eval_samples: int | None,
+               precisions: tuple[str, ...] = PRECISIONS) -> None:
     from edgekit.registry import get_target_class
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)  # eager verification under the shared machine's load (see benchmarks/suite)
     results = _load(MATRIX_JSON)
     results.setdefault("cells", {})
-    results["command"] = "python -m benchmarks.families matrix --eval-samples " + str(eval_samples)
+    results["command"] = "python -m benchmarks.families matrix"
+    results["eval_samples"] = {**results.get("eval_samples", {}),
+                               **{name: eval_samples or EVAL_SAMPLES[name] for name in families}}
     command = " ".join(["python -m benchmarks.families matrix", *sys.argv[2:]])
     results["runs"] = [r for r in results.get("runs", []) if not r.startswith(command + "  (")] + [command]
     with tempfile.TemporaryDirectory() as work:
@@ -275,12 +318,45 @@ def run_matrix(families: list[str], targets: list[str], eval_samples: int) -> No
             family = _family(name, work)
             results.setdefault("titles", {})[name] = family["title"]
             for target in installed:
-                for precision in [p for p in PRECISIONS if p in get_target_class(target).precisions]:
-                    cell = _cell(family, target, precision, os.path.join(work, "out"), eval_samples)
+                for precision in [p for p in precisions if p in get_target_class(target).precisions]:
+                    cell = _cell(family, target, precision, os.path.join(work, "out"), eval_samples or EVAL_SAMPLES[name])
                     results["cells"][f"{name}|{target}|{precision}"] = cell
                     print(name, target, precision, json.dumps({k: v for k, v in cell.items() if k != "trace"}), flush=True)
-                    _save(MATRIX_JSON, results)
+                    # merged into the file as it is now: another run may have written other cells meanwhile
+                    latest = _load(MATRIX_JSON)
+                    latest.setdefault("cells", {})[f"{name}|{target}|{precision}"] = cell
+                    for key in ("command", "runs", "eval_samples", "titles"):
+                        latest[key] = results[key] if key != "titles" else {**latest.get(key, {}), **results[key]}
+                    _save(MATRIX_JSON, latest)
     write_section()
+
+
+def run_confident(families: list[str], eval_samples: int | None) -> None:
+    """How many evaluation inputs of each family FP32 is confident on (edgekit.verify's rule), at a few
+    sample counts: what EVAL_SAMPLES is chosen from."""
+    import importlib
+
+    from edgekit.verify_roles import confident_rows
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as work:
+        for name in families:
+            family = _family(name, work)
+            module, _, function = family["factory"].partition(":")
+            model = getattr(importlib.import_module(module), function)().eval()
+            data = np.load(family["eval"])
+            names = [spec.split(":")[0] for spec in family["inputs"]]
+            count = min(len(data[names[0]]), eval_samples or EVAL_SAMPLES[name])
+            with torch.no_grad():
+                outputs = [model(*(torch.from_numpy(data[n][i:i + 1]) for n in names)) for i in range(count)]
+            first = [o[0] if isinstance(o, (tuple, list)) else o for o in outputs]
+            rows = torch.cat([o.reshape(-1, o.shape[-1]) for o in first]).double().numpy()
+            per_input = len(rows) // count  # verify counts rows: a CRNN line has one per time step
+            confident = confident_rows(rows, "logits")
+            marks = [k for k in (8, 16, 32, 64, 128, 200) if k <= count]
+            print(f"{name}: {count} evaluation inputs x {per_input} class rows; confident rows: {int(confident.sum())}; "
+                  "in the first N inputs: " +
+                  ", ".join(f"{k}: {int(confident[:k * per_input].sum())}" for k in marks), flush=True)
 
 
 # --- the LSTM's ExecuTorch conversion cost --------------------------------------------------------------
@@ -339,7 +415,7 @@ def run_lstm() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
-    packed = recurrent.pack_lstms
+    packed = recurrent.pack_recurrent_layers
     rows = []
     with tempfile.TemporaryDirectory() as work:
         sample = [digit_lines(1, 3)]
@@ -350,14 +426,14 @@ def run_lstm() -> None:
             ("ExecuTorch, PyTorch's decomposition", "executorch", "default", "crnn"),
             ("ExecuTorch, packed LSTM (edgekit's route)", "executorch", "packed", "crnn"),
         ):
-            recurrent.pack_lstms = (lambda program: (None, {})) if route == "default" else packed
+            recurrent.pack_recurrent_layers = (lambda program, **_: (None, {})) if route == "default" else packed
             try:
                 start = time.perf_counter()
                 art = edgekit.convert(model_factory=f"benchmarks.families:{factory}", target=target, inputs=[CRNN_INPUT],
                                       output_dir=os.path.join(work, label[:6]), overwrite=True, eval_samples=8)[0]
                 seconds = time.perf_counter() - start
             finally:
-                recurrent.pack_lstms = packed
+                recurrent.pack_recurrent_layers = packed
             details = art.manifest["target_details"]
             delegation = details.get("delegation", {})
             rows.append({"label": label, "target": target, "seconds": round(seconds, 1), "status": art.status,
@@ -403,15 +479,18 @@ def write_section() -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.families", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("lstm", "matrix", "render"))
+    parser.add_argument("mode", choices=("lstm", "matrix", "render", "confident"))
     parser.add_argument("--families", default="crnn,decoder,efficientnet,minilm")
     parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--eval-samples", type=int, default=8)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--eval-samples", type=int, default=None, help="default: EVAL_SAMPLES per family")
     args = parser.parse_args(argv)
     if args.mode == "lstm":
         run_lstm()
     elif args.mode == "matrix":
-        run_matrix(args.families.split(","), args.targets.split(","), args.eval_samples)
+        run_matrix(args.families.split(","), args.targets.split(","), args.eval_samples, tuple(args.precisions.split(",")))
+    elif args.mode == "confident":
+        run_confident(args.families.split(","), args.eval_samples)
     else:
         write_section()
 

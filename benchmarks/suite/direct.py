@@ -298,6 +298,7 @@ def coreml_fp16(model, args, calibration, path):
 
 def convert(target: str, precision: str, model, args: tuple, calibration: Sequence[tuple], path: str) -> str:
     """Write ``path`` with the library's own recipe; returns it. Raises whatever the library raises."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # torch.onnx.export does not make its folder
     if os.path.isdir(path):
         shutil.rmtree(path)
     elif os.path.exists(path):

@@ -7,6 +7,7 @@ from the quantized graph (PT2E) and, per artifact, from the file itself (targets
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ class Coverage:
     ops_quantized: int = 0
     float_ops: list[str] = field(default_factory=list)  # names of compute ops left float (first few)
     recurrent: dict[str, int] = field(default_factory=dict)  # recurrent op (aten.lstm, ...) -> float weight elements
+    # packed layer kind (lstm, gru, rnn: targets/executorch/recurrent.py) -> float recurrent-matmul weight elements
+    packed_recurrent: dict[str, int] = field(default_factory=dict)
 
     @property
     def weight_share(self) -> float:
@@ -38,6 +41,7 @@ class Coverage:
             "ops_quantized": self.ops_quantized, "ops_total": self.ops_total,
             "float_ops": self.float_ops[:10],
             **({"recurrent_float": dict(self.recurrent)} if self.recurrent else {}),
+            **({"recurrent_matmul_float": dict(self.packed_recurrent)} if self.packed_recurrent else {}),
         }
 
     def summary(self) -> str:
@@ -51,16 +55,24 @@ def require_quantized(coverage: Coverage, what: str, minimum: float = MIN_WEIGHT
         raise ConversionError(
             f"{what}: only {coverage.summary()} (float: {', '.join(coverage.float_ops[:5]) or 'n/a'}); "
             f"not published as int8",
-            hint=advice(coverage.recurrent),
+            hint=advice(coverage.recurrent, coverage.packed_recurrent),
         )
 
 
+PACKED_WEIGHT = re.compile(r"edgekit_packed_([a-z_]+?)_\d+\.w_hh_\d+")
 #: recurrent ops as torch.export writes them; no PT2E quantizer annotates them, so their weights stay float
 RECURRENT_OPS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
 
 
-def advice(recurrent: dict[str, int] | None) -> str:
+def advice(recurrent: dict[str, int] | None, packed: dict[str, int] | None = None) -> str:
     """What to do about a mostly-float int8 artifact: true for where the float weights sit."""
+    if not recurrent and packed:  # packed layers: int8 input projections, float recurrent matmuls
+        where = ", ".join(f"{kind.upper()} ({n:,} weight elements)" for kind, n in sorted(packed.items()))
+        return (f"the float weights sit in the recurrent matmuls (state x W_hh, one per time step) of packed "
+                f"recurrent layers, {where}: static int8 makes their input projections int8 linears but keeps "
+                "the recurrence float32 (no batched-matmul annotation), and here the recurrent weights are the "
+                "larger part (a state wider than the layer's input); use --quantize fp16 (half the float size) "
+                "or --quantize none")
     if not recurrent:
         return ("the model's layers may not be traceable as conv/linear ops (e.g. a TorchScript archive: "
                 "save the eager model as a state_dict or ExportedProgram), or use --quantize int8-dynamic")
@@ -71,7 +83,7 @@ def advice(recurrent: dict[str, int] | None) -> str:
             "int8-dynamic leaves them float too on ExecuTorch and ONNX (neither quantizer takes them): use "
             "--quantize fp16 (half the float size) or --quantize none")
     return (f"the float weights sit in recurrent ops, {where}, which static int8 leaves float32 (no PT2E "
-            f"quantizer annotates them; edgekit packs only static-shape aten.lstm into int8 linears); {what}")
+            f"quantizer annotates them; edgekit packs only static-shape aten.lstm/gru/rnn into int8 linears); {what}")
 
 
 def graph_coverage(graph_module) -> Coverage:
@@ -102,6 +114,13 @@ def graph_coverage(graph_module) -> Coverage:
             return int(obj.numel())
         return 0
 
+    def packed_kind(node) -> str | None:
+        # a packed layer's recurrent weight: "edgekit_packed_<op>_<n>.w_hh_<layer>" (recurrent.py)
+        while isinstance(node, torch.fx.Node) and node.op == "call_function" and "quantize_per" in str(node.target):
+            node = node.args[0]
+        found = PACKED_WEIGHT.search(str(getattr(node, "target", "")))
+        return found and {"rnn_tanh": "rnn", "rnn_relu": "rnn"}.get(found.group(1), found.group(1))
+
     cov = Coverage()
     for node in graph_module.graph.nodes:
         if node.op != "call_function":
@@ -127,6 +146,9 @@ def graph_coverage(graph_module) -> Coverage:
             cov.weights_quantized += numel
         else:
             cov.float_ops.append(node.name)
+            kind = packed_kind(weight) if numel else None
+            if kind:
+                cov.packed_recurrent[kind] = cov.packed_recurrent.get(kind, 0) + numel
     return cov
 
 
@@ -178,7 +200,7 @@ def check_artifact(path: str, fmt: str, precision: str, target: str, details: di
                 f"{target} int8: only {100 * share:.1f}% of weights and {coverage['ops_quantized']}/{coverage['ops_total']} "
                 f"compute ops are int8 in the artifact (float: {', '.join(coverage.get('float_ops', [])[:5]) or 'n/a'}); "
                 "not published as int8",
-                hint=advice((graph or {}).get("recurrent_float")),
+                hint=advice((graph or {}).get("recurrent_float"), (graph or {}).get("recurrent_matmul_float")),
             )
         if share < MIN_WEIGHT_SHARE:
             kept = ", ".join(f"{d} {n:,}" for d, n in sorted(coverage.get("weights_by_dtype", {}).items()))

@@ -1,10 +1,11 @@
 """Graph preparation before ExecuTorch lowering, and the checks right after it.
 
 Recurrent layers: ExecuTorch has no LSTM/GRU kernel (neither the portable library nor XNNPACK), so
-a recurrent layer is unrolled into one cell per time step. An ``aten.lstm`` with static shapes takes
-the packed route of recurrent.py (one input matmul per layer, both directions in one recurrent
-matmul per step: 2.4x fewer nodes, and the conversion cost follows the node count); the rest
-(GRU, RNN, an LSTM with a projection) takes PyTorch's decomposition, as follows. That one walks
+a recurrent layer is unrolled into one cell per time step. An ``aten.lstm``, ``aten.gru`` or
+``aten.rnn_tanh/relu`` with static shapes takes the packed route of recurrent.py (one input matmul
+per layer, both directions in one recurrent matmul per step: 2.4x fewer nodes for an LSTM, and the
+conversion cost follows the node count); the rest (cells, an LSTM with a projection, dynamic
+shapes) takes PyTorch's decomposition, as follows. That one walks
 the sequence with ``unbind`` and splits the gates with ``chunk``: in edge IR ``squeeze_copy`` and
 ``split_with_sizes_copy``, which XNNPACK does not take. Each of those cuts the graph, so a BiLSTM
 over 32 steps became ~100 delegate partitions (each preprocessed separately by XNNPACK: minutes)
@@ -51,10 +52,10 @@ def prepare_for_lowering(program) -> tuple[Any, dict[str, Any]]:
         "recurrent_ops": sorted({op.overloadpacket.__name__ for op in recurrent}),
         "unrolled": "one cell per time step (no recurrent kernel in ExecuTorch's runtime or XNNPACK)",
     }
-    if torch.ops.aten.lstm.input in recurrent:
-        from edgekit.targets.executorch.recurrent import pack_lstms
+    from edgekit.targets.executorch import recurrent as packing
 
-        packed, pack_facts = pack_lstms(program)
+    if any(packing.packable_op(n) for n in program.graph_module.graph.nodes):
+        packed, pack_facts = packing.pack_recurrent_layers(program)
         facts.update(pack_facts)
         if packed is not None:
             program = packed

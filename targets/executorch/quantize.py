@@ -134,14 +134,12 @@ def _pt2e_program(model, precision: str, calibration, options=None):
 
 
 def _packed_lstm_program(program):
-    """(program with its LSTMs packed, facts) or (program, {}) when it has none to pack."""
-    import torch
+    """(program with its LSTMs / GRUs / RNNs packed, facts) or (program, {}) when it has none to pack."""
+    from edgekit.targets.executorch.recurrent import pack_recurrent_layers, packable_op
 
-    if not any(n.target is torch.ops.aten.lstm.input for n in program.graph_module.graph.nodes):
+    if not any(packable_op(n) for n in program.graph_module.graph.nodes):
         return program, {}
-    from edgekit.targets.executorch.recurrent import pack_lstms
-
-    packed, facts = pack_lstms(program)
+    packed, facts = pack_recurrent_layers(program)
     if packed is None:
         return program, facts
     facts["quantized"] = "input projections int8 (linear); the recurrent bmm stays float32 (XNNPACK's dynamic quantizer takes linears only)"

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import edgekit
+from tests.targets.families_common import converted, seeded
 
 SPEC = "tests.targets.test_families"
 
@@ -29,24 +29,8 @@ class TinyBert(nn.Module):
         return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
 
 
-class BiLSTM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
-        self.fc = nn.Linear(32, 5)
-
-    def forward(self, x):
-        return self.fc(self.lstm(x)[0])
-
-
 def tiny_bert():
-    torch.manual_seed(0)
-    return TinyBert().eval()
-
-
-def bilstm():
-    torch.manual_seed(0)
-    return BiLSTM().eval()
+    return seeded(TinyBert)
 
 
 BERT_INPUTS = ["input_ids:1x16:int64", "attention_mask:1x16:int64"]
@@ -54,10 +38,7 @@ BERT_INPUTS = ["input_ids:1x16:int64", "attention_mask:1x16:int64"]
 
 @pytest.mark.slow
 def test_tiny_bert_executorch_int8_dynamic_quantizes_embeddings(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:tiny_bert", target="executorch", quantize="int8-dynamic",
-                          inputs=BERT_INPUTS, output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
-    assert art.parity["cosine"] >= 0.99
+    art = converted(tmp_path, f"{SPEC}:tiny_bert", "executorch", BERT_INPUTS, 0.99, quantize="int8-dynamic")
     facts = art.manifest["target_details"]["quantization"]
     assert facts["embeddings"]["tables"][0]["table"] == "bert.embeddings.word_embeddings.weight"
     assert facts["embeddings"]["tables"][0]["shape"] == [200, 32]
@@ -67,23 +48,17 @@ def test_tiny_bert_executorch_int8_dynamic_quantizes_embeddings(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_bert_coreml_decomposes_what_the_frontend_lacks(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:tiny_bert", target="coreml", quantize="none",
-                          inputs=BERT_INPUTS, output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
+    art = converted(tmp_path, f"{SPEC}:tiny_bert", "coreml", BERT_INPUTS, 0.9999)
     route = art.manifest["target_details"]["conversion_route"]
     assert route["frontend"] == "torch.export"
     assert route["decomposed_ops"] == ["new_ones", "__and__"]
-    assert art.parity["cosine"] >= 0.9999
 
 
 @pytest.mark.slow
 def test_bilstm_coreml_falls_back_to_torchscript(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:bilstm", target="coreml", quantize="none",
-                          inputs=["x:1x20x8"], output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
+    art = converted(tmp_path, "bilstm", "coreml", ["x:1x20x8"], 0.9999)
     route = art.manifest["target_details"]["conversion_route"]
     assert route == {"frontend": "torchscript (automatic fallback)", "after": ["torch.export: lstm unsupported"]}
-    assert art.parity["cosine"] >= 0.9999
 
 
 def test_squeeze_split_unbind_rewritten_to_delegable_ops(monkeypatch):
@@ -91,7 +66,7 @@ def test_squeeze_split_unbind_rewritten_to_delegable_ops(monkeypatch):
     from edgekit.targets.executorch import recurrent
     from edgekit.targets.executorch.convert import prepare_for_lowering
 
-    monkeypatch.setattr(recurrent, "pack_lstms", lambda program: (None, {}))
+    monkeypatch.setattr(recurrent, "pack_recurrent_layers", lambda program, **_: (None, {}))
     torch.manual_seed(0)
     model = nn.LSTM(4, 6, batch_first=True, bidirectional=True).eval()
     x = torch.randn(1, 5, 4)

@@ -12,16 +12,14 @@ import torch
 import torch.nn as nn
 
 import edgekit
+from tests.targets.families_common import converted, seeded
 
 SPEC = "tests.targets.test_families_fp16"
 
 
 @pytest.mark.slow
 def test_bilstm_fp16_executorch_runs(tmp_path):
-    fp16 = edgekit.convert(model_factory="tests.targets.test_families:bilstm", target="executorch", quantize="fp16",
-                           inputs=["x:1x6x8"], output_dir=str(tmp_path))[0]
-    assert fp16.status == "passed", fp16.error or fp16.parity.get("reasons")
-    assert fp16.parity["cosine"] >= 0.999
+    fp16 = converted(tmp_path, "bilstm", "executorch", ["x:1x6x8"], 0.999, quantize="fp16")
     details = fp16.manifest["target_details"]
     assert details["lowering"]["recurrent_ops"] == ["lstm"]
     assert "float16_casts_inserted" not in details["lowering"]  # the rewrite before export sufficed
@@ -70,12 +68,12 @@ def _unfixed_fp16_program(tiny):
         def forward(self, x):
             return self.inner(x.half())[0].float()
 
-    packed = recurrent.pack_lstms
-    recurrent.pack_lstms = lambda program: (None, {})
+    packed = recurrent.pack_recurrent_layers
+    recurrent.pack_recurrent_layers = lambda program, **_: (None, {})
     try:
         program, _ = prepare_for_lowering(_export(Half(), model))
     finally:
-        recurrent.pack_lstms = packed
+        recurrent.pack_recurrent_layers = packed
     return program, x
 
 
@@ -126,16 +124,12 @@ class FaceStage(nn.Module):
 
 
 def face_stage():
-    torch.manual_seed(0)
-    return FaceStage().eval()
+    return seeded(FaceStage)
 
 
 @pytest.mark.slow
 def test_conv_prelu_permute_view_linear_lowers_to_xnnpack_at_fp16(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:face_stage", target="executorch", quantize="fp16",
-                          inputs=["x:1x3x16x16"], output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
-    assert art.parity["cosine"] >= 0.999
+    art = converted(tmp_path, f"{SPEC}:face_stage", "executorch", ["x:1x3x16x16"], 0.999, quantize="fp16")
     delegated = art.manifest["target_details"]["delegation"]["delegated_ops"]
     assert {"aten.convolution.default", "aten.permute_copy.default"} <= set(delegated)
 
@@ -185,13 +179,9 @@ class LoudLayerNorm(nn.Module):
 
 
 def loud_layer_norm():
-    torch.manual_seed(0)
-    return LoudLayerNorm().eval()
+    return seeded(LoudLayerNorm)
 
 
 @pytest.mark.slow
 def test_fp16_layer_norm_runs_in_float32_and_stays_finite(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:loud_layer_norm", target="executorch", quantize="fp16",
-                          inputs=["x:1x4x384"], output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
-    assert art.parity["cosine"] >= 0.999
+    converted(tmp_path, f"{SPEC}:loud_layer_norm", "executorch", ["x:1x4x384"], 0.999, quantize="fp16")

@@ -1,5 +1,6 @@
-"""Static int8 of recurrent models (issues 11 + 13): an LSTM is packed before annotation so that its input
-projections are int8 linears; a GRU (not packed) is refused with advice that names it.
+"""Static int8 of recurrent models (issues 11 + 13): an LSTM or GRU is packed before annotation so that its
+input projections are int8 linears; the recurrence stays a float32 batched matmul, so a layer whose
+recurrent weights are most of the model's is refused with advice that says so.
 
 int8-dynamic on ExecuTorch for a CNN with TensorFlow-style "same" padding (EfficientNet-Lite's
 ``ZeroPad2d((0, 1, 0, 1))`` before a stride-2 conv): dynamically quantized, executorch 1.5.1's XNNPACK
@@ -13,34 +14,18 @@ import torch.nn as nn
 
 import edgekit
 from edgekit.errors import ConversionError
+from tests.targets.families_common import SPEC as MODELS
+from tests.targets.families_common import converted, seeded
 
 SPEC = "tests.targets.test_families_int8"
 # minmax only and no mixed-precision search: one calibration, so the tests stay cheap
 CHEAP_INT8 = dict(quantize="int8", calibration="random", int8_calibration="minmax", mixed_precision="off")
 
 
-class BiGRU(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gru = nn.GRU(8, 16, bidirectional=True, batch_first=True)
-        self.fc = nn.Linear(32, 5)
-
-    def forward(self, x):
-        return self.fc(self.gru(x)[0])
-
-
-def bigru():
-    torch.manual_seed(0)
-    return BiGRU().eval()
-
-
 @pytest.mark.slow
 def test_bilstm_static_int8_packs_input_projections(tmp_path):
-    """tests/targets/test_families.py's 2-layer BiLSTM (8 -> 16) + linear head over 4 steps."""
-    art = edgekit.convert(model_factory="tests.targets.test_families:bilstm", target="executorch",
-                          inputs=["x:1x4x8"], output_dir=str(tmp_path), **CHEAP_INT8)[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
-    assert art.parity["cosine"] >= 0.99
+    """The 2-layer BiLSTM (8 -> 16) + linear head over 4 steps."""
+    art = converted(tmp_path, "bilstm", "executorch", ["x:1x4x8"], 0.99, **CHEAP_INT8)
     coverage = art.manifest["quantization"]["coverage"]
     # int8: 4 input projections (8x64 x2, 32x64 x2) + head 32x5; float: the recurrent weights (2 layers x 2 x 16x64)
     assert coverage["weights_by_dtype"] == {"int8": 5280, "float32": 4096}
@@ -53,14 +38,28 @@ def test_bilstm_static_int8_packs_input_projections(tmp_path):
 
 
 @pytest.mark.slow
-def test_bigru_static_int8_refused_naming_the_recurrent_op(tmp_path):
+def test_bigru_static_int8_packs_input_projections(tmp_path):
+    """2-layer BiGRU 32 -> 16 over 4 steps: GRU gates (r, z, n) packed, b_hn kept inside r * (...)."""
+    art = converted(tmp_path, "bigru_on_features", "executorch", ["x:1x4x32"], 0.99, **CHEAP_INT8)
+    coverage = art.manifest["quantization"]["coverage"]
+    # int8: input projections 32x48 x 2 directions x 2 layers + head 32x5 + b_hn (2x1x16 per layer, the constant
+    # operand of r * (W_hn h + b_hn), quantized with the multiply); float: recurrent 16x48 x 2 directions x 2 layers
+    assert coverage["weights_by_dtype"] == {"int8": 6368, "float32": 3072}
+    quantization = art.manifest["target_details"]["quantization"]
+    assert quantization["recurrent"]["route"].startswith("packed GRU")
+    assert quantization["recurrent"]["packed_gru_layers"] == 1
+    assert quantization["kept_float"]["recurrent_matmul"]["count"] == 6  # 3 steps after the zero state, 2 layers
+
+
+@pytest.mark.slow
+def test_bigru_with_mostly_recurrent_weights_refused_saying_where(tmp_path):
     with pytest.raises(ConversionError) as info:
-        edgekit.convert(model_factory=f"{SPEC}:bigru", target="executorch", inputs=["x:1x4x8"],
+        edgekit.convert(model_factory=f"{MODELS}:bigru", target="executorch", inputs=["x:1x4x8"],
                         output_dir=str(tmp_path), **CHEAP_INT8)
     message = str(info.value)
-    # GRU weights: (8x48 + 16x48 + 2x48) x 2 directions = 2,496 float; the head's 160 int8
-    assert "only 6.0% of weights and 1/2 compute ops quantized" in message
-    assert "float weights sit in recurrent ops, aten.gru (2,496 weight elements)" in message
+    # int8: input projections 8x48 x 2 + head 32x5 = 928; float: recurrent 16x48 x 2 = 1,536
+    assert "only 37.7% of weights and 3/6 compute ops quantized (float: bmm, bmm_1, bmm_2)" in message
+    assert "recurrent matmuls (state x W_hh, one per time step) of packed recurrent layers, GRU (1,536" in message
     assert "--quantize fp16" in message and "traceable as conv/linear" not in message
 
 
@@ -79,16 +78,12 @@ class SamePaddedStem(nn.Module):
 
 
 def same_padded_stem():
-    torch.manual_seed(0)
-    return SamePaddedStem().eval()
+    return seeded(SamePaddedStem)
 
 
 @pytest.mark.slow
 def test_padded_conv_stays_float_and_the_program_runs(tmp_path):
-    art = edgekit.convert(model_factory=f"{SPEC}:same_padded_stem", target="executorch", quantize="int8-dynamic",
-                          inputs=["x:1x3x32x32"], output_dir=str(tmp_path))[0]
-    assert art.status == "passed", art.error or art.parity.get("reasons")
-    assert art.parity["cosine"] >= 0.99
+    art = converted(tmp_path, f"{SPEC}:same_padded_stem", "executorch", ["x:1x3x32x32"], 0.99, quantize="int8-dynamic")
     kept = art.manifest["target_details"]["quantization"]["float_padded_convs"]
     assert kept["count"] == 1 and kept["layers"] == ["stem (Conv2d)"]
     delegation = art.manifest["target_details"]["delegation"]
