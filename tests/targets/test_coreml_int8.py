@@ -154,6 +154,43 @@ def test_int8_transformer_quantizes_every_linear(tmp_path):
     assert details["quantization"]["kept_float"]["layer_norm"]["count"] == 4  # said, not hidden
 
 
+class _ScaledScores(nn.Module):
+    """A linear, a float scalar multiplier (attention's ``* 1/sqrt(d)``), a linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(32, 64), nn.Linear(64, 8)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x) * 0.25)
+
+
+def scaled_scores():
+    torch.manual_seed(0)
+    return _ScaledScores().eval()
+
+
+def test_int8_scalar_multiplier_keeps_its_sign(tmp_path):
+    """PT2E quantizes the scalar 0.25 to a rank-0 int8 constant q=127 with zero point -128; coremltools
+    folded its dequantize in int8 arithmetic (127 - -128 wraps to -1), so Core ML multiplied by -scale:
+    cosine 0.70 against PyTorch (GPT decoder step: 0.90), ONNX of the same program 0.999. edgekit folds
+    it in PyTorch before ct.convert (targets/coreml/int8.py, fold_scalar_dequantize)."""
+    calib = tmp_path / "cal.npz"
+    np.savez(calib, x=np.random.default_rng(1).standard_normal((24, 1, 32)).astype(np.float32))
+    arts = edgekit.convert(None, model_factory="tests.targets.test_coreml_int8:scaled_scores", target=["coreml", "onnx"],
+                           inputs=["x:1x32"], calibration=str(calib), output_dir=str(tmp_path), **CHEAP_INT8)
+    coreml, onnx_art = (next(a for a in arts if a.target == t) for t in ("coreml", "onnx"))
+    assert coreml.status == "passed" and coreml.parity["cosine"] > 0.998, coreml.parity
+    assert abs(coreml.parity["cosine"] - onnx_art.parity["cosine"]) < 2e-3
+    assert coreml.manifest["target_details"]["quantization"]["scalar_constants_folded"] == 1
+    fn = mil.read_program(coreml.path).main
+    consts = {op.outputs[0].name: op.inputs["val"][0].value for op in fn.ops if op.type == "const"}
+    (mul,) = [op for op in fn.ops if op.type == "mul"]
+    factor = [np.asarray(consts[arg]) for arg in (mul.inputs["x"][0], mul.inputs["y"][0]) if arg in consts]
+    assert len(factor) == 1 and factor[0].size == 1  # the dequantized scalar: 255 * (0.25 / 255), in fp16
+    assert float(factor[0]) == pytest.approx(0.25, rel=1e-3)
+
+
 def test_int8_refuses_the_torchscript_frontend():
     with pytest.raises(UsageError, match="--quantize int8 with --coreml-frontend torchscript"):
         CoreMLSettings.build({"frontend": "torchscript"}, "int8")
