@@ -168,7 +168,7 @@ def carry(doc: dict, earlier: dict, targets: list[str]) -> None:
     when = earlier.get("started", "?")
     measured = {m["name"]: m for m in doc["models"]}
     for model in earlier["models"]:
-        old_rows = [dict(r, carried_from=when) for r in model["rows"] if model["name"] not in measured or r["target"] not in targets]
+        old_rows = [dict(r, carried_from=r.get("carried_from") or when) for r in model["rows"] if model["name"] not in measured or r["target"] not in targets]
         if model["name"] not in measured:
             doc["models"].append(dict(model, rows=old_rows))
         else:

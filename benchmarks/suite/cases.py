@@ -100,7 +100,9 @@ def minilm(quick: bool) -> Case:
         [f"real English sentences (Debian fortunes, {len(texts):,} entries, shuffled with seed 0): {n_cal} calibrate, "
          f"{n_eval} evaluate, padded/truncated to {L} tokens; the intent data set's labels are not shipped, so "
          "parity is top-1 agreement with FP32"],
-        verify_samples=64,
+        # edgekit verifies on the whole evaluation set: on 64 sentences fewer than 10 are confident, so
+        # its tolerance judged top-1 on hesitant sentences too, unlike the suite's own measure
+        verify_samples=n_eval,
         # int8 with dynamic activations is the usual INT8 for transformers; static int8 stays measured
         extra_precisions={"tflite": ("int8-dynamic",), "onnx": ("int8-dynamic",), "executorch": ("int8-dynamic",)},
     )

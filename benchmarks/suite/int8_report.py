@@ -34,7 +34,9 @@ def _plain_failure(rows, row) -> str | None:
     from benchmarks.suite.report import find
 
     other = find(rows, target=row["target"], precision=row["precision"], tool="direct")
-    return other.get("error") if other and not other.get("path") and other.get("error") else None
+    if not other or other.get("path") or not other.get("error"):
+        return None
+    return ("the library has no recipe here: " if other.get("status") == "n/a" else "the library's own failed: ") + other["error"]
 
 
 def static_checks(model: dict) -> list[dict[str, Any]]:
@@ -65,7 +67,7 @@ def static_checks(model: dict) -> list[dict[str, Any]]:
                         "reached": ratio <= PLAIN_LATENCY_RATIO})
         elif (plain := _plain_failure(rows, row)) is not None:
             out.append({"check": "static int8 p50 <= 1.1x plain int8", "where": where,
-                        "value": f"no plain int8 to compare: the library's own failed ({plain[:160]})", "reached": None})
+                        "value": f"no plain int8 to compare ({plain[:190]})", "reached": None})
         sr = size_ratio(rows, row)
         if sr is not None:
             out.append({"check": "static int8 size <= 0.3x FP32", "where": where, "value": f"{sr:.3f}x",

@@ -122,6 +122,17 @@ def _verdict(row) -> str:
     return verdict + (f"; from the run of {row['carried_from']}" if row.get("carried_from") else "")
 
 
+def _interpreted(row) -> tuple[str, str]:
+    """(cosine, top-1) cells of a Core ML row on Linux: Core ML cannot run here, so the suite has no
+    parity of its own; an edgekit row shows what its verification measured with edgekit's MIL reference
+    interpreter (on the case's verify_samples), labelled as such."""
+    ep = row.get("edgekit_parity") or {}
+    if row["tool"] != "edgekit" or ep.get("cosine") is None:
+        return "n/a on Linux", "n/a on Linux"
+    label = f" (MIL reference interpreter, {ep.get('samples')} inputs)"
+    return _f(ep["cosine"], 5) + label, _f(ep.get("top1")) + " (interpreter)"
+
+
 def model_table(model: dict) -> list[str]:
     rows = model["rows"]
     acc = model.get("fp32_accuracy") is not None
@@ -144,8 +155,7 @@ def model_table(model: dict) -> list[str]:
         cells = [
             row["target"], row["precision"], row["tool"], _mb(row.get("size_bytes")),
             "" if sr is None or row["precision"] == "none" else f"{sr:.2f}x",
-            "n/a on Linux" if not_here else _f(p.get("cosine"), 5),
-            "n/a on Linux" if not_here else _f(p.get("top1")),
+            *(_interpreted(row) if not_here else (_f(p.get("cosine"), 5), _f(p.get("top1")))),
         ]
         if acc:
             cells.append("n/a on Linux" if not_here else _f(p.get("accuracy")))
@@ -320,8 +330,8 @@ def _header(doc: dict) -> list[str]:
         "",
         f"- command: `{doc['command']}`",
         f"- date: {doc['started']} (UTC); suite wall time {doc['wall_s'] / 60:.1f} min"
-        + (f"; rows this run did not measure are carried from the run of {doc['merged_from']} (`--merge`), and say so "
-           "in their last column" if doc.get("merged_from") else ""),
+        + ("; rows this run did not measure are carried from earlier runs (`--merge`), each naming its run "
+           "in its last column" if doc.get("merged_from") else ""),
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB, {m['os']}; load average "
         f"{m['load_start']:.1f} at the start, {m['load_end']:.1f} at the end (the machine is shared: compare ratios "
         "measured in the same run, not absolute times across runs)",

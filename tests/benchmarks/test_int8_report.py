@@ -45,6 +45,10 @@ def test_merge_carries_unmeasured_models_and_targets_and_says_from_which_run():
     # the onnx rows are this run's (not duplicated), the tflite row comes from the earlier run and says so
     assert [r["target"] for r in rows].count("onnx") == 4
     assert [r.get("carried_from") for r in rows if r["target"] == "tflite"] == ["2026-11-22 09:17"]
+    # merged again: a carried row keeps the run that measured it, not the run it was last merged from
+    again = {"models": [_model("m", int8_p50=1.0)], "started": "2026-12-01 10:00"}
+    carry(again, dict(doc, started="2026-11-30 08:00"), targets=["onnx"])
+    assert [r.get("carried_from") for r in again["models"][0]["rows"] if r["target"] == "tflite"] == ["2026-11-22 09:17"]
     assert all(r.get("carried_from") is None for r in rows if r["target"] == "onnx")
     assert doc["target_all"] == [{"model": "m"}] and doc["carried"] == ["target_all"]
 
@@ -57,8 +61,13 @@ def test_a_failed_plain_int8_is_named_instead_of_a_latency_ratio():
     plain.update(path=None, bench=None, size_bytes=None, error="IndexError: tensors used as indices must be long, int, byte or bool tensors")
     latency = [c for c in static_checks(model) if c["check"] == "static int8 p50 <= 1.1x plain int8"]
     assert latency == [{"check": "static int8 p50 <= 1.1x plain int8", "where": "m onnx int8", "reached": None,
-                        "value": "no plain int8 to compare: the library's own failed (IndexError: tensors used as "
+                        "value": "no plain int8 to compare (the library's own failed: IndexError: tensors used as "
                                  "indices must be long, int, byte or bool tensors)"}]
+    # a target where the library has no int8 recipe on this host says so, not that it failed
+    plain.update(status="n/a", error="coremltools calibrates int8 activations by running the model in Core ML")
+    (latency,) = [c for c in static_checks(model) if c["check"] == "static int8 p50 <= 1.1x plain int8"]
+    assert latency["value"] == ("no plain int8 to compare (the library has no recipe here: coremltools calibrates "
+                                "int8 activations by running the model in Core ML)")
 
 
 def test_parity_miss_is_judged_on_the_top1_that_edgekit_enforces():

@@ -117,3 +117,23 @@ def test_report_states_targets_and_writes_plots(suite_run, tmp_path):
     assert "a deliberately failing precision exits 1" in text and "litert-torch" in text
     assert (tmp_path / "results" / "efficientnet_lite0.png").stat().st_size > 5000
     assert {c["check"]: c["reached"] for c in checks}["a deliberately failing precision exits 1"] is True
+
+
+def test_a_core_ml_row_on_linux_shows_what_the_reference_interpreter_measured():
+    """Core ML cannot run on Linux: the table shows edgekit's own verification numbers, labelled, and
+    n/a where nothing measured them (the library's own package, or a run that was not verified)."""
+    from benchmarks.suite.report import model_table
+
+    base = {"target": "coreml", "precision": "int8", "size_bytes": 23_020_000, "convert_s": 305.1}
+    rows = [
+        {**base, "tool": "edgekit", "path": "m.mlpackage", "status": "passed", "exit_code": 0,
+         "edgekit_parity": {"cosine": 0.9968816, "top1": 1.0, "samples": 200, "reasons": []}},
+        {**base, "tool": "direct", "path": "d.mlpackage"},
+        {**base, "tool": "edgekit", "path": "u.mlpackage", "status": "unverified", "exit_code": 0,
+         "edgekit_parity": {"cosine": None, "top1": None, "samples": 0, "reasons": ["not run"]}},
+    ]
+    lines = model_table({"rows": rows})
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert cells[0][5:7] == ["0.99688 (MIL reference interpreter, 200 inputs)", "1.0000 (interpreter)"]
+    assert cells[1][5:7] == ["n/a on Linux", "n/a on Linux"]
+    assert cells[2][5:7] == ["n/a on Linux", "n/a on Linux"]
