@@ -36,10 +36,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def scores(reference: np.ndarray, got: np.ndarray) -> dict:
     a, b = reference.ravel().astype(np.float64), got.ravel().astype(np.float64)
     cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-    z = reference - reference.max(-1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    top2 = np.sort(probs, -1)[:, -2:]
-    confident = (top2[:, 1] >= 0.5) | (top2[:, 1] - top2[:, 0] >= 0.2)
+    from edgekit.verify_roles import confident_rows, row_kind
+
+    rows = reference.reshape(len(reference), -1).astype(np.float64)
+    confident = confident_rows(rows, row_kind(rows))  # verification's own rule
     agree = reference.argmax(-1) == got.argmax(-1)
     return {"cosine": cosine, "top1": float(agree.mean()), "top1_confident": float(agree[confident].mean()),
             "confident": int(confident.sum()), "n": len(agree)}

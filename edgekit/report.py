@@ -64,7 +64,9 @@ def mixed_note(block: dict | None) -> str | None:
     score = f"cosine {fmt(final.get('cosine'), '.6f')}" + (f", top-1 {final['top1']:.3f}" if final.get("top1") is not None else "")
     layers = ", ".join(k.get("module_path") or k.get("node") for k in mixed.get("kept") or [])
     if mixed.get("shipped") == "mixed":
-        return (f"mixed precision kept {len(mixed['kept'])} layer{'s' if len(mixed['kept']) != 1 else ''} float ({layers}; "
+        kept = mixed["kept"]
+        how = sorted({k.get("precision") or "float" for k in kept})  # TFLite may realise a kept layer at int16x8
+        return (f"mixed precision kept {len(kept)} layer{'s' if len(kept) != 1 else ''} {' / '.join(how)} ({layers}; "
                 f"{100 * mixed.get('weight_share', 0):.1f}% of weights) for {score} on {mixed.get('heldout_samples')} held-back samples")
     return (f"mixed precision found no mix within the budget that meets the tolerance; best: {layers or 'none'} float, "
             f"{score} (manifest: quantization.mixed_precision)")

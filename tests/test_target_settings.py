@@ -12,7 +12,7 @@ from edgekit.errors import EXIT_USAGE
 
 UNKNOWN_KEY = {
     "tflite": ('int8_rout = "pt2e"',
-               "the tflite target has no option 'int8_rout' (did you mean 'int8_route'?); its options: int8_route"),
+               "the tflite target has no option 'int8_rout' (did you mean 'int8_route'?); its options: int8_route, mixed_higher"),
     "executorch": ('delegat = "xnnpack"', "the executorch target has no option 'delegat' (did you mean 'delegate'?); "
                                           "its options: delegate, bundle, bundle_samples, group_size"),
     "torchscript-lite": ("trace = false", "the torchscript-lite target has no option 'trace'; its options: script"),

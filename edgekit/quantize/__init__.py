@@ -22,7 +22,7 @@ API (stable; the diagnose and mixed-precision helpers build on it)::
 - ``calibration_samples``: a sequence of input tuples (numpy arrays or tensors, batch as exported).
 - ``QuantConfig`` (frozen dataclass, edgekit/quantize/config.py): ``observer`` ("auto" | "minmax" |
   "histogram" | "percentile" | "moving-average"), ``heldout_fraction``, ``max_candidates``, ``seed``,
-  ``float_nodes`` (node names kept float: the mixed-precision hook), ``int16_nodes`` (reserved).
+  ``float_nodes`` (node names kept float: the mixed-precision hook), ``int16_nodes`` (int16-activation hook; TFLite realises kept layers as 16x8 itself).
 - ``quantize_program`` splits the calibration samples into a calibration part and a HELD-BACK part,
   builds each candidate recipe on the first and scores it on the second (top-1 agreement on
   confident inputs, then cosine), and keeps the best.

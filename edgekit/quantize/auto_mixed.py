@@ -9,8 +9,10 @@ go into the program's manifest block (``mixed_precision``). When no mix within t
 tolerance, the plain int8 program is kept (verification then fails it, exit 1, as without the
 search) and the best mix found is reported.
 
-Layers are kept in float, not at int16: the decision is shared by every target that consumes the
-PT2E program, and XNNPACK (ExecuTorch) has no int16-activation kernels.
+Layers are kept in float in the shared program: the decision is shared by every target that consumes
+it, and XNNPACK (ExecuTorch) has no int16-activation kernels. A target may realise a kept layer at a
+higher precision of its own: TFLite tries 16x8 (int16 activations, int8 weights) for kept linears and
+ships it where it meets the tolerance and is not slower (targets/tflite/int16x8.py).
 """
 from __future__ import annotations
 

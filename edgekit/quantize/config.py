@@ -31,7 +31,7 @@ class QuantConfig:
     seed: int = 0
     percentile: float = 99.99
     float_nodes: tuple[str, ...] = ()  # graph node names kept in float (mixed precision)
-    int16_nodes: tuple[str, ...] = ()  # reserved: int16 activations where a target supports them
+    int16_nodes: tuple[str, ...] = ()  # int16-activation hook; the search keeps layers float and TFLite may realise them as 16x8 (targets/tflite/int16x8.py)
 
     def __post_init__(self):
         if self.observer not in CALIBRATIONS:

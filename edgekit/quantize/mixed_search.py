@@ -38,7 +38,7 @@ class KeptLayer:
     node: str
     module_path: str
     module_type: str
-    precision: str  # float | int16
+    precision: str  # float | int16; the manifest may say how a target realised it (TFLite: int16x8, targets/tflite/int16x8.py)
     group: tuple[str, ...]
     why: str
 

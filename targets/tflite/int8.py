@@ -27,11 +27,14 @@ def check_route(route: str) -> str:
     return route
 
 
-def static_int8(target, model, options, calibration, workdir: str, route: str) -> tuple[bytes, dict[str, Any]]:
-    """(flatbuffer bytes, manifest facts) of the static int8 artifact by ``route``."""
+def static_int8(target, model, options, calibration, workdir: str, route: str,
+                mixed_higher: str = "auto") -> tuple[bytes, dict[str, Any]]:
+    """(flatbuffer bytes, manifest facts) of the static int8 artifact by ``route``; the layers mixed
+    precision keeps above int8 run 16x8 or float as ``mixed_higher`` decides (targets/tflite/int16x8.py)."""
     from edgekit.quantize.config import Candidate, Recipe
     from edgekit.quantize.pt2e import split
     from edgekit.quantize.shared import int8_program
+    from edgekit.targets.tflite.int16x8 import higher_precision
 
     check_route(route)
     if not calibration:
@@ -39,10 +42,13 @@ def static_int8(target, model, options, calibration, workdir: str, route: str) -
     detail: dict[str, Any] = {"asked": route}
     errors: dict[str, str] = {}
     pt2e_bytes = shared = None
+    higher: dict[str, Any] = {}
     if route in ("auto", "pt2e"):
         try:
             shared = int8_program(model, calibration, options)
             pt2e_bytes = _pt2e_bytes(target, model, shared, options, workdir, detail)
+            pt2e_bytes, higher = higher_precision(target, model, shared, calibration, options, workdir,
+                                                  pt2e_bytes, detail, mixed_higher)
         except EdgekitError as exc:
             if route == "pt2e":
                 raise
@@ -55,6 +61,7 @@ def static_int8(target, model, options, calibration, workdir: str, route: str) -
             errors["pt2e"] = str(describe_conversion_error(exc, model, "litert-torch (PT2E int8)"))
     if shared is not None:
         detail.update(shared.to_manifest())
+        detail.update(higher)  # the kept layers' precision in this file
     calibrate_part, heldout = split(calibration, shared.config if shared else _default_config(options))
     judged = route == "auto" and pt2e_bytes is not None and heldout and shared.heldout_samples
     if route == "pt2e" or (route == "auto" and pt2e_bytes is not None and not judged):

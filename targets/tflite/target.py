@@ -13,6 +13,7 @@ from edgekit.targets.base import ConvertedArtifact, OnDevice, Target, package_ve
 from edgekit.targets.tflite import metadata as tflite_metadata
 from edgekit.targets.tflite import quantize as recipes
 from edgekit.targets.tflite.int8 import INT8_ROUTES, static_int8
+from edgekit.targets.tflite.int16x8 import HIGHER_MODES
 from edgekit.targets.tflite.runtime import TFLiteRuntime
 from edgekit.targets.tflite.settings import TFLiteSettings
 
@@ -49,10 +50,18 @@ class TFLiteTarget(Target):
             "litert-torch), aeq (ai-edge-quantizer's static recipe on the .tflite)",
         )
 
+        parser.add_argument(
+            "--tflite-mixed-higher", dest="tflite_mixed_higher", choices=HIGHER_MODES, default=None,
+            help="the layers automatic mixed precision keeps above int8: auto (default: 16x8, int16 activations and "
+            "int8 weights, where it meets the tolerance on held-back calibration samples and is not slower than "
+            "float there, else float), int16 (16x8 wherever it builds), float (as on the other targets)",
+        )
+
     @classmethod
     def options_from_args(cls, args) -> dict[str, Any]:
-        route = getattr(args, "tflite_int8_route", None)
-        return {"int8_route": route} if route else {}
+        values = {"int8_route": getattr(args, "tflite_int8_route", None),
+                  "mixed_higher": getattr(args, "tflite_mixed_higher", None)}
+        return {k: v for k, v in values.items() if v}
 
     def convert(self, model, precision, options, calibration, workdir) -> ConvertedArtifact:
         self.require()
@@ -60,8 +69,9 @@ class TFLiteTarget(Target):
         final_path = os.path.join(workdir, f"model{self.suffix}")
         float_path = os.path.join(workdir, "float.tflite")
         if precision == "int8":
-            route = self.read_settings(options, precision).int8_route
-            content, details["int8"] = self._static_int8(model, options, calibration or [], workdir, route)
+            settings = self.read_settings(options, precision)
+            content, details["int8"] = self._static_int8(model, options, calibration or [], workdir,
+                                                         settings.int8_route, settings.mixed_higher)
             if options.io == "int8":  # outputs the int8 program leaves float (softmax) become int8 too
                 from edgekit.targets.tflite.io_types import int8_outputs
 
@@ -118,10 +128,12 @@ class TFLiteTarget(Target):
         except Exception as exc:
             raise ConversionError(f"ai-edge-quantizer could not apply {precision}: {first_line(exc)}") from exc
 
-    def _static_int8(self, model, options, calibration, workdir: str, route: str) -> tuple[bytes, dict[str, Any]]:
+    def _static_int8(self, model, options, calibration, workdir: str, route: str,
+                     mixed_higher: str = "auto") -> tuple[bytes, dict[str, Any]]:
         """Full-integer int8: the shared PT2E decision or ai-edge-quantizer's static recipe, judged on
-        held-back calibration samples (targets/tflite/int8.py)."""
-        return static_int8(self, model, options, calibration, workdir, route)
+        held-back calibration samples (targets/tflite/int8.py); layers kept above int8 at 16x8 or
+        float (targets/tflite/int16x8.py)."""
+        return static_int8(self, model, options, calibration, workdir, route, mixed_higher)
 
     def embed_manifest(self, path: str, manifest: dict[str, Any]) -> None:
         with open(path, "rb") as fh:
