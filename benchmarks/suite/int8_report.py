@@ -84,6 +84,9 @@ def _cells(rows, row) -> list[str]:
     if row.get("error") and not row.get("path"):
         return [f"not converted: {row['error'][:100]}".replace("|", "/")]
     p = row.get("parity") or {}
+    interpreted = not p and (row.get("edgekit_parity") or {}).get("cosine") is not None
+    if interpreted:  # Core ML on Linux: what edgekit's verification measured with its MIL reference interpreter
+        p = row["edgekit_parity"]
     conf = p.get("top1_confident")
     sr, lat = size_ratio(rows, row), _pair_ratio(rows, row, best_p50)
     return [" / ".join([
@@ -92,7 +95,7 @@ def _cells(rows, row) -> list[str]:
         "n/a" if not p else f"{p['cosine']:.5f}",
         "n/a" if sr is None else f"{sr:.3f}x",
         "n/a" if lat is None else f"{lat:.2f}x",
-    ]) + f" ({row.get('status', '')})"]
+    ]) + f" ({row.get('status', '')}{', MIL reference interpreter' if interpreted else ''})"]
 
 
 def before_after(doc: dict, before_path: str = BEFORE) -> list[str]:

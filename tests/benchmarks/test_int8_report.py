@@ -78,3 +78,13 @@ def test_parity_miss_is_judged_on_the_top1_that_edgekit_enforces():
     # 4 confident inputs say too little: all inputs are enforced, as edgekit's verification does
     assert enforced_top1({"top1": 0.93, "top1_confident": 1.0, "confident_samples": 4}) == (0.93, "on all inputs")
     assert enforced_top1({"top1": 0.93}) == (0.93, "on all inputs")
+
+
+def test_a_core_ml_row_shows_what_the_reference_interpreter_measured():
+    from benchmarks.suite.int8_report import _cells
+
+    row = {"target": "coreml", "precision": "int8", "tool": "edgekit", "path": "m.mlpackage", "status": "passed",
+           "edgekit_parity": {"cosine": 0.994431, "top1": 1.0, "samples": 100}}
+    assert _cells([row], row) == ["1.000 / n/a / 0.99443 / n/a / n/a (passed, MIL reference interpreter)"]
+    row["edgekit_parity"] = {"cosine": None, "top1": None, "samples": 0}
+    assert _cells([row], row) == ["n/a / n/a / n/a / n/a / n/a (passed)"]
