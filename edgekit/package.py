@@ -89,6 +89,12 @@ def app_loads(app: str, artifact: str | os.PathLike) -> tuple[bool, str]:
     return app_runtime(app, artifact) is not None, target_for_artifact(str(artifact)).on_device.format_name
 
 
+def describe_app_formats(app: str) -> str:
+    """'Core ML (.mlpackage, .mlmodel), Core AI (.aimodel) and ExecuTorch (.pte)': what ``app`` loads."""
+    parts = [f"{name} ({', '.join(suffixes)})" for name, suffixes in app_formats(app).items()]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 2 else parts)
+
+
 def app_formats(app: str) -> dict[str, list[str]]:
     """Format name -> the suffixes ``app`` loads, from every registered target's declaration."""
     from edgekit.registry import get_target_class, targets
@@ -144,7 +150,7 @@ def read_artifact(path: str | os.PathLike, app: str, allow_failed: bool = False)
     fmt = artifact_format(artifact)
     loads, fmt_name = app_loads(app, artifact)
     if not loads:
-        runs = " and ".join(f"{name} ({', '.join(suffixes)})" for name, suffixes in app_formats(app).items())
+        runs = describe_app_formats(app)
         other = [a for a in APPS if a != app and app_loads(a, artifact)[0]]
         hint = f"; use --app {other[0]}" if other else ""
         raise UsageError(f"{artifact}: the {app} app cannot load {fmt_name} artifacts (it runs {runs}){hint}")

@@ -254,7 +254,7 @@ class AppStrategy(Strategy):
         return True
 
     def check_loadable(self, device: Device, artifact: str) -> None:
-        from edgekit.package import app_loads
+        from edgekit.package import app_loads, describe_app_formats
 
         name = os.path.basename(artifact.rstrip("/"))
         loads, fmt = app_loads(self.app, artifact)
@@ -274,12 +274,6 @@ class AppStrategy(Strategy):
 
     def poll(self, device: Device, remote: str) -> dict | None:
         return _fetch(device, remote)
-
-
-def describe_app_formats(app: str) -> str:
-    from edgekit.package import app_formats
-
-    return " and ".join(f"{name} ({', '.join(suffixes)})" for name, suffixes in app_formats(app).items())
 
 
 class AndroidApp(AppStrategy):

@@ -44,6 +44,19 @@ def int8_program(model, calibration: Sequence[tuple], options=None, reporter=Non
     return result
 
 
+def checked_int8_program(model, calibration: Sequence[tuple], options, what: str):
+    """The shared program for one target's ``--quantize int8``: refuses a run without calibration samples,
+    and a program whose int8 share is too small to be called int8 (``what`` names the target in the error)."""
+    from edgekit.errors import UsageError
+    from edgekit.quantize.coverage import require_quantized
+
+    if not calibration:
+        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
+    shared = int8_program(model, calibration, options)
+    require_quantized(shared.coverage, what)
+    return shared
+
+
 def _mixed(model, exported, program, calibration, options, budget, reporter):
     """The program with automatic mixed precision applied, judged as verification judges."""
     from edgekit.quantize.auto_mixed import apply_mixed_precision

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from edgekit.errors import ConversionError, UsageError
+from edgekit.errors import ConversionError
 
 TOOL = "edgekit.quantize (PT2E, shared with tflite/executorch/onnx/coreml) as coreai::quantize / dequantize ops"
 _RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
@@ -27,13 +27,9 @@ def shared_int8_program(model, options, calibration) -> tuple[Any, dict[str, Any
     """(the ExportedProgram for coreai-torch, manifest facts) of the shared int8 decision."""
     import torch
 
-    from edgekit.quantize.coverage import require_quantized
-    from edgekit.quantize.shared import int8_program
+    from edgekit.quantize.shared import checked_int8_program
 
-    if not calibration:
-        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
-    shared = int8_program(model, calibration, options)
-    require_quantized(shared.coverage, "coreai int8")
+    shared = checked_int8_program(model, calibration, options, "coreai int8")
     graph = copy.deepcopy(shared.converted(fold_quantize=True))
     rewritten = to_coreai_ops(graph)
     try:

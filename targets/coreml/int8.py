@@ -27,20 +27,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from edgekit.errors import ConversionError, UsageError
+from edgekit.errors import ConversionError
 
 TOOL = "edgekit.quantize (PT2E, shared with tflite/executorch/onnx) converted by coremltools' torch.export frontend"
 
 
 def shared_int8_module(model, settings, options, calibration) -> tuple[Any, dict[str, Any]]:
     """(the converted PT2E graph to hand to ct.convert, manifest facts)."""
-    from edgekit.quantize.coverage import require_quantized
-    from edgekit.quantize.shared import int8_program
+    from edgekit.quantize.shared import checked_int8_program
 
-    if not calibration:
-        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
-    shared = int8_program(model, calibration, options)
-    require_quantized(shared.coverage, "coreml int8")
+    shared = checked_int8_program(model, calibration, options, "coreml int8")
     graph = copy.deepcopy(shared.converted(fold_quantize=True))
     folded = fold_scalar_dequantize(graph)
     facts = {

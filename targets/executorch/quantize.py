@@ -149,13 +149,9 @@ def _packed_lstm_program(program):
 def _static_int8_program(model, calibration, options=None):
     """The shared int8 decision (edgekit.quantize: calibrated once per run, recipe chosen on held-back
     samples), lowered as it is: XNNPACK consumes PT2E's quantize/dequantize graph directly."""
-    from edgekit.quantize.coverage import require_quantized
-    from edgekit.quantize.shared import int8_program
+    from edgekit.quantize.shared import checked_int8_program
 
-    if not calibration:
-        raise UsageError("--quantize int8 needs calibration samples (--calibration PATH, or 'random')")
-    result = int8_program(model, calibration, options)
-    require_quantized(result.coverage, "executorch int8")
+    result = checked_int8_program(model, calibration, options, "executorch int8")
     from edgekit.quantize.embeddings import embedding_byte
 
     facts = {

@@ -58,15 +58,13 @@ def pt2e_qdq(model, options, calibration, opset: int, path: str, reduce_range: b
     import torch
 
     from edgekit.errors import ConversionError
-    from edgekit.quantize.coverage import require_quantized
     from edgekit.quantize.embeddings import gather_rows
-    from edgekit.quantize.shared import int8_program
+    from edgekit.quantize.shared import checked_int8_program
     from edgekit.targets.onnx.export import _strip_debug_metadata, save
     from edgekit.targets.onnx.qdq_rewrites import for_integer_kernels
     from edgekit.targets.onnx.quantize import weight_range
 
-    shared = int8_program(model, calibration, options)
-    require_quantized(shared.coverage, "onnx int8")
+    shared = checked_int8_program(model, calibration, options, "onnx int8")
     graph = copy.deepcopy(shared.converted(fold_quantize=True))
     gather_rows(graph)  # int8 tables: Gather int8 rows, then scale (edgekit/quantize/embeddings.py)
     names = dict(input_names=[s.name for s in model.inputs], output_names=list(model.output_names))

@@ -88,7 +88,7 @@ def test_a_tflite_is_refused_at_once_on_ios(fake_tools, tflite_artifacts):
     assert time.monotonic() - start < 15
     assert record["status"] == "missing-runner" and record["settings"]["runner"] == "ios-app"
     assert record["error"] == (f"ios:{UDID}: the ios sample app cannot load small_cnn_int8.tflite (TFLite / LiteRT); "
-                               "it loads Core ML (.mlpackage, .mlmodel) and ExecuTorch (.pte)")
+                               "it loads Core ML (.mlpackage, .mlmodel), Core AI (.aimodel) and ExecuTorch (.pte)")
     assert not [c for c in fake_tools.calls("xcrun") if c[1:4] == ["device", "process", "launch"]]
 
 

@@ -100,7 +100,7 @@ def test_ios_package_with_coreml_and_executorch(mlpackage_artifact, pte_artifact
 
 
 @pytest.mark.parametrize("app,artifact_key,message", [
-    ("ios", "cnn_int8", "the ios app cannot load TFLite / LiteRT artifacts (it runs Core ML (.mlpackage, .mlmodel) and ExecuTorch (.pte)); use --app android"),
+    ("ios", "cnn_int8", "the ios app cannot load TFLite / LiteRT artifacts (it runs Core ML (.mlpackage, .mlmodel), Core AI (.aimodel) and ExecuTorch (.pte)); use --app android"),
 ])
 def test_refuses_what_the_runtime_cannot_load(app, artifact_key, message, tflite_artifacts, ios_app, capsys):
     before = _info(ios_app, "ios")
