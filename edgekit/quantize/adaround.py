@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from edgekit.quantize.annotate import attribute
+
 ITERATIONS = 500  # per layer; the paper uses 10k on GPU, 500 keep the gain on CPU (docs/quantize.md)
 ROWS = 4096  # input rows (output positions) kept per layer
 BATCH = 256  # rows per Adam step
@@ -296,7 +298,7 @@ def adaround(prepared, samples: Sequence[tuple], iterations: int = ITERATIONS, s
     layers = find_layers(prepared)
     todo, records = [], []
     for layer in layers:
-        weight = _attribute(prepared, layer.weight_name)
+        weight = attribute(prepared, layer.weight_name)
         key = (layer.weight_name, _digest(weight, layer.weight_observer.calculate_qparams()[0]), iterations, seed)
         if key in _ROUNDED:
             with torch.no_grad():
@@ -328,9 +330,3 @@ def adaround(prepared, samples: Sequence[tuple], iterations: int = ITERATIONS, s
                 f"{record.changed} of {record.weights} weights rounded the other way"
                 + (" (worse: nearest kept)" if record.kept == "nearest" else "") + f" ({time.perf_counter() - start:.1f}s)")
     return records
-
-
-def _attribute(gm, name: str):
-    """The parameter or buffer a get_attr node reads."""
-    owner_name, _, field = name.rpartition(".")
-    return getattr(gm.get_submodule(owner_name) if owner_name else gm, field)

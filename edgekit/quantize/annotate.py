@@ -314,13 +314,14 @@ def embedding_tables(converted) -> list[dict]:
         dq = node.args[0]
         if isinstance(dq, torch.fx.Node) and dq.target is qd.dequantize_per_channel.default:
             stored = dq.args[0]
-            tensor = _attr(converted, stored.target) if stored.op == "get_attr" else None
+            tensor = attribute(converted, stored.target) if stored.op == "get_attr" else None
             out.append({"node": node.name, "shape": list(tensor.shape) if tensor is not None else None,
                         "stored": str(tensor.dtype).replace("torch.", "") if tensor is not None else "int8"})
     return out
 
 
-def _attr(module, dotted: str):
+def attribute(module, dotted: str):
+    """The parameter, buffer or submodule at ``dotted`` (what a get_attr node reads)."""
     for part in dotted.split("."):
         module = getattr(module, part)
     return module

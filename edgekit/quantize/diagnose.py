@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from edgekit.quantize.annotate import attribute
+
 SCHEMA_VERSION = 1
 
 # ops whose output only re-labels its input (views, pooling by max): quantizing them adds no error
@@ -147,7 +149,7 @@ def _weight_numel(gm, node) -> int:
             if val is not None:
                 return int(val.numel())
             try:
-                return int(_get_attr(gm, arg.args[0].target).numel())
+                return int(attribute(gm, arg.args[0].target).numel())
             except AttributeError:
                 return 0
     return 0
@@ -165,13 +167,6 @@ def _flops(node, weight_numel: int) -> int:
         positions = numel // max(int(channels), 1)
         return 2 * weight_numel * positions
     return numel
-
-
-def _get_attr(gm, target: str):
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 # -- fake quantization at chosen observers ----------------------------------------------------------
@@ -242,7 +237,7 @@ class GraphRunner:
         if node.op == "placeholder":
             return _as_tensor(next(inputs))
         if node.op == "get_attr":
-            return _get_attr(self.gm, node.target)
+            return attribute(self.gm, node.target)
         args = map_arg(node.args, lambda a: env[a])
         kwargs = map_arg(node.kwargs, lambda a: env[a])
         if node.op == "output":

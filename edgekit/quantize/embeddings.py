@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekit.quantize.annotate import attribute
+
 
 def _quantized_tables(graph_module):
     """(embedding node, dequantize node, int8 table tensor, scales tensor) for each int8 table."""
@@ -34,11 +36,11 @@ def _quantized_tables(graph_module):
         source, scales, _zero, axis, qmin, qmax, dtype = dq.args[:7]
         if axis != 0 or dtype != torch.int8 or not isinstance(scales, torch.fx.Node) or scales.op != "get_attr":
             continue
-        scale_t = _attr(graph_module, scales.target).detach().float()
+        scale_t = attribute(graph_module, scales.target).detach().float()
         if source.op == "get_attr":  # fold_quantize=True: the int8 table is stored
-            table = _attr(graph_module, source.target)
+            table = attribute(graph_module, source.target)
         elif source.target is qd.quantize_per_channel.default and source.args[0].op == "get_attr":
-            w = _attr(graph_module, source.args[0].target).detach().float()  # fold_quantize=False
+            w = attribute(graph_module, source.args[0].target).detach().float()  # fold_quantize=False
             zero = torch.zeros(scale_t.shape, dtype=torch.int64)
             table = qd.quantize_per_channel.default(w, scale_t, zero, 0, qmin, qmax, torch.int8)
         else:
@@ -112,9 +114,3 @@ def embedding_byte(graph_module) -> list[dict[str, Any]]:
     if done:
         _finish(graph_module)
     return done
-
-
-def _attr(module, dotted: str):
-    for part in dotted.split("."):
-        module = getattr(module, part)
-    return module

@@ -61,12 +61,11 @@ def _mixed(model, exported, program, calibration, options, budget, reporter):
     """The program with automatic mixed precision applied, judged as verification judges."""
     from edgekit.quantize.auto_mixed import apply_mixed_precision
 
-    tolerance = options.tolerance_for("int8")
-    real = getattr(options, "calibration", None) != "random"
+    judge = judging(model, options)
     try:
-        return apply_mixed_precision(exported, program, calibration, tolerance, budget, real_inputs=real,
-                                     names=list(getattr(model, "output_names", []) or []) or None,
-                                     roles=_roles(model, options), say=reporter.info if reporter is not None else None,
+        return apply_mixed_precision(exported, program, calibration, judge["tolerance"], budget,
+                                     real_inputs=judge["real_inputs"], names=judge["names"], roles=judge["roles"],
+                                     say=reporter.info if reporter is not None else None,
                                      warn=reporter.warn if reporter is not None else None)
     except Exception as exc:  # noqa: BLE001 - the search is an improvement: plain int8 still ships, and is verified
         from edgekit.errors import first_line
@@ -76,6 +75,15 @@ def _mixed(model, exported, program, calibration, options, budget, reporter):
             reporter.warn(f"mixed precision search failed ({why}); shipping plain int8")
         program.mixed = {"searched": False, "met": None, "error": why}
         return program
+
+
+def judging(model, options) -> dict[str, Any]:
+    """What the mixed-precision judge (edgekit.quantize.mixed.score) needs to judge as verification
+    does: the int8 tolerance, whether the samples are real, the output names and their roles."""
+    return {"tolerance": options.tolerance_for("int8"),
+            "real_inputs": getattr(options, "calibration", None) != "random",
+            "names": list(getattr(model, "output_names", []) or []) or None,
+            "roles": _roles(model, options)}
 
 
 def _roles(model, options):

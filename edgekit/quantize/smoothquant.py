@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from edgekit.quantize.annotate import attribute
+
 DEFAULT_ALPHA = 0.5  # the paper's default; it is what balances activation and weight ranges
 
 
@@ -50,11 +52,6 @@ def has_norm_linear(gm) -> bool:
     return bool(_norm_nodes(gm))
 
 
-def _attr(gm, name: str):
-    owner_name, _, field = name.rpartition(".")
-    return getattr(gm.get_submodule(owner_name) if owner_name else gm, field)
-
-
 def _channel_absmax(gm, nodes, samples: Sequence[tuple]) -> dict:
     """Per-channel (last dim) max |x| of each node's output over the samples."""
     from edgekit.quantize.equalize import channel_maxima
@@ -74,13 +71,13 @@ def smooth(gm, samples: Sequence[tuple], alpha: float = DEFAULT_ALPHA) -> list[S
     report = []
     with torch.no_grad():
         for index, (norm, linears, others) in enumerate(groups):
-            weights = [_attr(gm, lin.args[1].target) for lin in linears]
+            weights = [attribute(gm, lin.args[1].target) for lin in linears]
             w_max = torch.stack([w.detach().abs().amax(0) for w in weights]).amax(0)
             a_max = act_max[norm.name]
             scale = (a_max.clamp_min(1e-5) ** alpha / w_max.clamp_min(1e-5) ** (1 - alpha)).clamp_min(1e-5)
             scale = torch.where((a_max > 0) & (w_max > 0), scale, torch.ones_like(scale))
-            _attr(gm, norm.args[2].target).div_(scale)
-            _attr(gm, norm.args[3].target).div_(scale)
+            attribute(gm, norm.args[2].target).div_(scale)
+            attribute(gm, norm.args[3].target).div_(scale)
             for w in weights:
                 w.mul_(scale.view(1, -1))
             if others:

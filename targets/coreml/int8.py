@@ -28,6 +28,7 @@ import copy
 from typing import Any
 
 from edgekit.errors import ConversionError
+from edgekit.quantize.annotate import attribute
 
 TOOL = "edgekit.quantize (PT2E, shared with tflite/executorch/onnx) converted by coremltools' torch.export frontend"
 
@@ -78,7 +79,7 @@ def fold_scalar_dequantize(graph) -> int:
             continue
         if any(isinstance(a, torch.fx.Node) for a in (*rest, *node.kwargs.values())):
             continue
-        value = _attribute(graph, source.target)
+        value = attribute(graph, source.target)
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
             continue
         name = f"_edgekit_scalar_{count}"
@@ -97,12 +98,6 @@ def fold_scalar_dequantize(graph) -> int:
         fx.lint()
         graph.recompile()
     return count
-
-
-def _attribute(module, target: str):
-    for part in target.split("."):
-        module = getattr(module, part, None)
-    return module
 
 
 def prune_quantized(mlmodel, sparsity: float, threshold: int):

@@ -25,6 +25,7 @@ The manifest's ``mixed_precision`` block gives each kept layer its ``precision``
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -117,7 +118,6 @@ def int16x8_layers(content: bytes, scopes, calibration, workdir: str) -> bytes:
     """``content`` with the FULLY_CONNECTED ops named by ``scopes`` (their output tensor names, as
     ai-edge-quantizer's recipes match ops) at 16x8, calibrated on ``calibration``; every other op
     left as it is."""
-    import contextlib
     import io
 
     from ai_edge_quantizer import quantizer
@@ -127,13 +127,8 @@ def int16x8_layers(content: bytes, scopes, calibration, workdir: str) -> bytes:
 
     rules = [{"regex": "^" + re.escape(scope) + "$", "operation": "FULLY_CONNECTED",
               "algorithm_key": "min_max_uniform_quantize", "op_config": copy.deepcopy(A16W8)} for scope in scopes]
-    path = os.path.join(workdir, "int16x8_inputs.tflite")
-    with open(path, "wb") as fh:
-        fh.write(content)
-    try:
+    with _written(content, workdir, "int16x8_inputs.tflite") as path:
         inputs = TFLiteRuntime().load(path).inputs()
-    finally:
-        os.remove(path)
     # the file's own input types (token ids: int32 in the file, int64 in PyTorch)
     feeds = [{spec.name: _as_dtype(x, spec.dtype) for spec, x in zip(inputs, sample)} for sample in calibration]
     qt = quantizer.Quantizer(content)
@@ -154,11 +149,19 @@ def _int16x8_ops(content: bytes, workdir: str) -> int:
     """Compute ops of the file with int16 activations and int8 weights."""
     from edgekit.quantize.artifact_coverage import tflite_coverage
 
-    path = os.path.join(workdir, "int16x8_check.tflite")
+    with _written(content, workdir, "int16x8_check.tflite") as path:
+        return sum(1 for op in tflite_coverage(path, "int8").ops if op.kind == "int16x8")
+
+
+@contextlib.contextmanager
+def _written(content: bytes, workdir: str, name: str):
+    """``content`` as a file in ``workdir`` for as long as the block runs (LiteRT and the coverage
+    reader take paths)."""
+    path = os.path.join(workdir, name)
     with open(path, "wb") as fh:
         fh.write(content)
     try:
-        return sum(1 for op in tflite_coverage(path, "int8").ops if op.kind == "int16x8")
+        yield path
     finally:
         os.remove(path)
 
@@ -167,13 +170,10 @@ class _Judge:
     """Scores a .tflite on held-back samples in the LiteRT interpreter by the search's judge."""
 
     def __init__(self, model, options, heldout, workdir: str):
-        from edgekit.quantize.shared import _roles
+        from edgekit.quantize.shared import judging
 
         self.model, self.heldout, self.workdir = model, heldout, workdir
-        self.tolerance = options.tolerance_for("int8")
-        self.real = getattr(options, "calibration", None) != "random"
-        self.names = list(getattr(model, "output_names", []) or []) or None
-        self.roles = _roles(model, options)
+        self.judging = judging(model, options)
         self.reference = [[_as_dtype(o, "") for o in out] for out in model.reference_many(heldout)]
         self.p50: list[float] = []  # median ms of one call, per file judged
 
@@ -182,10 +182,7 @@ class _Judge:
         from edgekit.targets.tflite.runtime import TFLiteRuntime
         from edgekit.verify import output_order, run_artifact
 
-        path = os.path.join(self.workdir, "judged.tflite")
-        with open(path, "wb") as fh:
-            fh.write(content)
-        try:
+        with _written(content, self.workdir, "judged.tflite") as path:
             runtime = TFLiteRuntime().load(path)
             order = output_order(self.model.output_names, [o.name for o in runtime.outputs()])
             run_artifact(runtime, self.heldout[0])  # warm-up (allocations, delegate set-up)
@@ -196,9 +193,8 @@ class _Judge:
                 times.append(1000 * (time.perf_counter() - start))
                 got.append([_as_dtype(out[i], "") for i in order])
             self.p50.append(float(sorted(times)[len(times) // 2]))
-        finally:
-            os.remove(path)
-        return score(self.reference, got, self.tolerance, self.real, self.names, self.roles)
+        j = self.judging
+        return score(self.reference, got, j["tolerance"], j["real_inputs"], j["names"], j["roles"])
 
 
 def _block(program, facts: dict, int16: dict, float_why: dict) -> dict:
